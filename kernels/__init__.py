@@ -1,0 +1,6 @@
+"""Numba kernels behind qops (installed as ``qops.kernels``).
+
+``cpu`` and ``cuda`` are siblings with the same function names and argument
+order. Kernels take arrays, scalars and a preallocated ``out``; they do no
+validation: that is the job of the public API in ``qops``.
+"""

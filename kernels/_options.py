@@ -1,0 +1,18 @@
+"""Numba compilation options, in one place.
+
+No fastmath anywhere: NaN, infinity and rounding behaviour are part of every
+kernel's contract.  ``error_model="numpy"`` removes Python's division checks
+(kernels never divide by values that validation did not vet).
+"""
+
+#: Serial CPU kernels and scalar helpers.
+CPU = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
+#: Parallel CPU drivers (``prange`` over independent chunks).
+CPU_PARALLEL = dict(CPU, parallel=True)
+#: Scalar element functions, inlined into the loops that call them.
+CPU_INLINE = dict(CPU, inline="always")
+
+#: Elements per parallel work item; below ``PARALLEL_MIN`` elements the
+#: serial driver runs (thread start-up would cost more than it saves).
+CHUNK = 1 << 15
+PARALLEL_MIN = 1 << 17

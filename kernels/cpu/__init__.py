@@ -1,0 +1,1 @@
+"""CPU kernels (Numba ``njit``, parallel drivers over large arrays)."""

@@ -1,0 +1,48 @@
+"""The one dispatch table: (op, device) -> kernel launcher.
+
+CPU launchers run inside :data:`qops._threading.kernel_section`; CUDA
+launchers exist for every op and, without a GPU, raise an error that names
+the op (never a silent CPU fallback).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ._device import cuda_module
+from ._threading import kernel_section
+
+_OPS = {
+    "quantize": "quantize",
+    "dequantize": "quantize",
+    "requantize": "quantize",
+    "fake_quantize": "quantize",
+    "pack_subbyte": "quantize",
+    "unpack_subbyte": "quantize",
+}
+
+_cache: dict = {}
+
+
+def _resolve(op: str, device: str):
+    key = (op, device)
+    fn = _cache.get(key)
+    if fn is None:
+        try:
+            module = _OPS[op]
+        except KeyError:
+            raise NotImplementedError(f"no kernel for op {op!r}") from None
+        if device == "cuda":
+            cuda_module(op)
+        mod = importlib.import_module(f"qops.kernels.{device}.{module}")
+        fn = _cache[key] = getattr(mod, op)
+    return fn
+
+
+def run(op: str, device: str, *args):
+    """Run kernel ``op`` on ``device`` with ``args`` (kernel argument order)."""
+    fn = _resolve(op, device)
+    if device == "cpu":
+        with kernel_section:
+            return fn(*args)
+    return fn(*args)
