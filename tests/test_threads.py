@@ -1,0 +1,119 @@
+"""qops from many Python threads and in forked worker processes.
+
+Each scenario runs in a fresh interpreter: Numba's threading layer is chosen
+once per process, at its first parallel launch.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# large enough for the parallel kernels (kernels._options.PARALLEL_MIN)
+PRELUDE = """
+import numpy as np, qops
+from qops.kernels._options import PARALLEL_MIN
+x = np.random.default_rng(0).standard_normal(2 * PARALLEL_MIN).astype(np.float32)
+def run():
+    q = qops.quantize_per_tensor(x, 0.02, 3, qops.quint8)
+    return q.int_repr(), qops.requantize(q, 0.05, 7).int_repr(), q.dequantize()
+ref = run()
+def same(r):
+    return all(np.array_equal(a, b) for a, b in zip(r, ref))
+"""
+
+
+def _python(code, env_extra=None, timeout=240):
+    env = dict(os.environ)
+    env.pop("NUMBA_THREADING_LAYER", None)
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(PRELUDE) + textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+def _check(res):
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout.split()
+
+
+def test_fork_pool_after_parent_used_qops():
+    res = _python(
+        """
+        import multiprocessing as mp
+        def work(i):
+            return same(run())
+        with mp.get_context("fork").Pool(2) as pool:
+            out = pool.map(work, range(4))
+        print(all(out), qops.threading_layer())
+        """
+    )
+    assert _check(res) == ["True", "workqueue"]
+
+
+def test_eight_threads_at_once():
+    res = _python(
+        """
+        import threading
+        results = []
+        def worker():
+            for _ in range(10):
+                results.append(same(run()))
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print(len(results), all(results))
+        """
+    )
+    assert _check(res) == ["80", "True"]
+
+
+def test_threads_then_fork():
+    res = _python(
+        """
+        import threading, multiprocessing as mp
+        def work(i):
+            return same(run())
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        with mp.get_context("fork").Pool(2) as pool:
+            print(all(pool.map(work, range(2))))
+        """
+    )
+    assert _check(res) == ["True"]
+
+
+@pytest.mark.parametrize("layer", ["workqueue", "omp"])
+def test_user_environment_choice_wins(layer):
+    res = _python("print(qops.threading_layer())", {"NUMBA_THREADING_LAYER": layer})
+    if res.returncode != 0 and "No threading layer could be loaded" in res.stderr:
+        pytest.skip(f"Numba's {layer} layer is not available here")
+    assert _check(res) == [layer]
+
+
+def test_user_config_choice_wins():
+    code = """
+    import numba
+    numba.config.THREADING_LAYER = "omp"
+    """
+    res = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code) + textwrap.dedent(PRELUDE) + "print(qops.threading_layer())"],
+        capture_output=True, text=True, timeout=240,
+        env={k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"},
+    )
+    if res.returncode != 0 and "No threading layer could be loaded" in res.stderr:
+        pytest.skip("Numba's omp layer is not available here")
+    assert _check(res) == ["omp"]
+
+
+def test_import_alone_changes_nothing():
+    res = subprocess.run(
+        [sys.executable, "-c", "import numba, qops; print(numba.config.THREADING_LAYER)"],
+        capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"},
+    )
+    assert _check(res) == ["default"]
