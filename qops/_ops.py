@@ -22,6 +22,7 @@ from ._recipes import (
 from ._validate import (
     as_float_input,
     check_axis,
+    check_int,
     check_quant_range,
     check_scale,
     check_scales,
@@ -472,7 +473,9 @@ def fake_quantize_per_tensor_affine(x, scale, zero_point, quant_min, quant_max, 
     """
     lo, hi = check_quant_range(quant_min, quant_max)
     s = check_scale(scale)
-    z = check_zero_point(zero_point, qint32, lo=lo, hi=hi)
+    z = check_int(zero_point, "zero_point")
+    if not lo <= z <= hi:
+        raise ValueError(f"zero_point={z} must lie in [quant_min, quant_max] = [{lo}, {hi}]")
     return _fake_quantize(x, np.array([s]), np.array([z]), None, lo, hi, False, return_mask,
                           "fake_quantize_per_tensor_affine")
 

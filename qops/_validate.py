@@ -62,12 +62,10 @@ def check_int(value, what) -> int:
     return int(value)
 
 
-def check_zero_point(zp, dtype: QDType, what="zero_point", lo=None, hi=None) -> int:
+def check_zero_point(zp, dtype: QDType, what="zero_point") -> int:
     z = check_int(zp, what)
-    lo = dtype.qmin if lo is None else lo
-    hi = dtype.qmax if hi is None else hi
-    if not lo <= z <= hi:
-        raise ValueError(f"{what}={z} is outside the range [{lo}, {hi}] of {dtype!r}")
+    if not dtype.qmin <= z <= dtype.qmax:
+        raise ValueError(f"{what}={z} is outside the range [{dtype.qmin}, {dtype.qmax}] of {dtype!r}")
     return z
 
 
