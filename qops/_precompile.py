@@ -34,6 +34,8 @@ def precompile(device="cpu", *, verbose=False) -> None:
                 q = _ops.quantize_per_tensor(x, 0.05, 1, dt, numerics=profile)
                 _ops.dequantize(q, numerics=profile)
                 _ops.requantize(q, 0.1, 2, numerics=profile)
+                if dt is not quint8:
+                    _ops.requantize(q, 0.1, 2, quint8, numerics=profile)
                 if dt is not quint2x4:
                     qc = _ops.quantize_per_channel(x, [0.05, 0.07], [1, 2], 0, dt, numerics=profile)
                     _ops.dequantize(qc, numerics=profile)

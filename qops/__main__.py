@@ -1,0 +1,8 @@
+"""``python -m qops``: the same command line as the ``qops`` script."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
