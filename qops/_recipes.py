@@ -64,13 +64,18 @@ def channel_params(scales, zero_points):
 
     Returns ``s32, inv32, s64, zpf32, zpi64``.  ``s32 = fl(scale)``,
     ``inv32 = fl(1 / s32)``, ``s64`` the scale as given (torch keeps per-channel
-    scales as float64), ``zpf32 = fl(zp)`` and ``zpi64`` the integer zero point
+    scales as float64; float zero points make it ``fl(scale)``, as torch stores
+    those scales as float32), ``zpf32 = fl(zp)`` and ``zpi64`` the integer zero point
     (rounded for float zero points, only used by integer recipes).
     """
     s64 = np.ascontiguousarray(scales, dtype=np.float64)
     s32 = s64.astype(np.float32)
     inv32 = (np.float32(1.0) / s32).astype(np.float32)
     zp = np.asarray(zero_points)
+    if zp.dtype.kind == "f":
+        # torch keeps float-qparams scales (and zero points) as float32
+        # (measured against torch 2.13.0): dequantize multiplies by fl(scale)
+        s64 = s32.astype(np.float64)
     zpf32 = _f32(zp)
     zpi = np.rint(zp).astype(np.int64) if zp.dtype.kind == "f" else zp.astype(np.int64)
     return s32, inv32, s64, zpf32, np.ascontiguousarray(zpi)

@@ -62,8 +62,13 @@ class QTensor:
             qscheme = per_channel_affine_float_qparams if zp.dtype.kind == "f" else per_channel_affine
         t._qscheme = qscheme
         t._scale = t._zero_point = None
-        t._scales = np.asarray(scales, dtype=np.float64)
-        t._zero_points = zp.astype(np.float64 if zp.dtype.kind == "f" else np.int64)
+        if qscheme is per_channel_affine_float_qparams:
+            # torch 2.13 keeps float-qparams scales and zero points as float32
+            t._scales = np.asarray(scales, dtype=np.float64).astype(np.float32)
+            t._zero_points = zp.astype(np.float64).astype(np.float32)
+        else:
+            t._scales = np.asarray(scales, dtype=np.float64)
+            t._zero_points = zp.astype(np.int64)
         t._axis = int(axis)
         return t
 
@@ -129,12 +134,13 @@ class QTensor:
         return self._zero_point
 
     def q_per_channel_scales(self) -> np.ndarray:
-        """The per-channel scales as float64 (a copy)."""
+        """The per-channel scales (a copy): float64, or float32 for float
+        qparams, as torch stores them."""
         self._need_per_channel("q_per_channel_scales")
         return self._scales.copy()
 
     def q_per_channel_zero_points(self) -> np.ndarray:
-        """The per-channel zero points: int64, or float64 for float qparams (a copy)."""
+        """The per-channel zero points (a copy): int64, or float32 for float qparams."""
         self._need_per_channel("q_per_channel_zero_points")
         return self._zero_points.copy()
 

@@ -14,6 +14,7 @@ from .._options import CHUNK, CPU, CPU_PARALLEL, PARALLEL_MIN
 from ..modes import (
     DQ_TORCH_TENSOR,
     Q_FMA,
+    Q_TWO,
     RQ_REF,
     RQ_TFLITE,
     RQ_TFLITE_SINGLE,
@@ -51,11 +52,22 @@ def _quantize_span(x, out, lo, hi, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
         # the hot path, written so that LLVM vectorises it (vfmadd + clamps)
         fmin = np.float32(qmin)
         fmax = np.float32(qmax)
-        for i in range(lo, hi):
+        # unsigned indices: no negative-index wraparound, so stores vectorise
+        for i in range(np.uint64(lo), np.uint64(hi)):
             v = fma32(x[i], inv, zpf)
             v = v if v <= fmax else fmax  # NaN -> qmax
             v = v if v >= fmin else fmin
             out[i] = np.int32(np.rint(v))
+    elif mode == Q_TWO:
+        # torch per-channel / qint32: two float32 roundings, clamp in float64
+        dmin = np.float64(qmin)
+        dmax = np.float64(qmax)
+        dnan = np.float64(nanq)
+        for i in range(np.uint64(lo), np.uint64(hi)):
+            v = np.float64(x[i] * inv + zpf)
+            v = dnan if v != v else (v if v <= dmax else dmax)
+            v = v if v >= dmin else dmin
+            out[i] = np.int64(np.rint(v))
     else:
         for i in range(lo, hi):
             out[i] = quantize_one(mode, x[i], s, inv, zpf, zpi, qmin, qmax, nanq)
@@ -65,8 +77,9 @@ def _quantize_span(x, out, lo, hi, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
 def _dequantize_span(q, out, lo, hi, mode, s, s64, zpf, zpi):
     if mode == DQ_TORCH_TENSOR and q.itemsize == 1:
         # 8-bit q - zp never wraps: a plain vectorisable loop
-        for i in range(lo, hi):
-            out[i] = np.float32(np.int32(q[i]) - np.int32(zpi)) * s
+        z = np.int32(zpi)
+        for i in range(np.uint64(lo), np.uint64(hi)):
+            out[i] = np.float32(np.int32(q[i]) - z) * s
     else:
         for i in range(lo, hi):
             out[i] = dequantize_one(mode, q[i], s, s64, zpf, zpi)
@@ -85,11 +98,11 @@ def _requantize_span(
     elif mode == RQ_TFLITE:
         for i in range(lo, hi):
             r = tflite_requant(wrap32(np.int64(q[i]) - zpi1), mult, shift)
-            out[i] = clamp_int(r + zpi2, qmin, qmax)
+            out[i] = clamp_int(wrap32(r + zpi2), qmin, qmax)  # int32 + zp wraps
     elif mode == RQ_TFLITE_SINGLE:
         for i in range(lo, hi):
             r = tflite_requant_single(wrap32(np.int64(q[i]) - zpi1), mult, shift)
-            out[i] = clamp_int(r + zpi2, qmin, qmax)
+            out[i] = clamp_int(wrap32(r + zpi2), qmin, qmax)  # int32 + zp wraps
     else:  # RQ_REF: mult = 24-bit mantissa of s1, shift = exponent difference
         for i in range(lo, hi):
             r = rescale_exact(np.int64(q[i]) - zpi1, mult, m2, shift)
@@ -98,26 +111,34 @@ def _requantize_span(
 
 @njit(**CPU)
 def _fake_quantize_span(x, out, mask, lo, hi, per_channel, s, inv, zp, qmin, qmax):
+    # torch 2.13 CPU kernels (FakeQuantize cachemask), operation by operation
     zf = np.float32(zp)
     lof = np.float32(qmin)
     hif = np.float32(qmax)
     for i in range(lo, hi):
-        qf = zf + np.rint(x[i] * inv)
-        mask[i] = qf >= lof and qf <= hif
+        qf = zf + np.rint(x[i] * inv)  # float32: zp + nearbyint(x * inv)
         if per_channel:
-            # torch casts to int64 before clamping: NaN/overflow -> INT64_MIN
-            if qf != qf or qf >= 9.223372e18 or qf < -9.223372e18:
-                qc = np.int64(qmin)
+            # int64 cast first (x86: NaN or out of range -> INT64_MIN), int64
+            # mask, then clamp, subtract and multiply in double
+            if qf != qf or qf >= 9223372036854775808.0 or qf < -9223372036854775808.0:
+                qv = np.int64(-9223372036854775807 - 1)
             else:
-                qc = clamp_int(np.int64(qf), qmin, qmax)
+                qv = np.int64(qf)
+            mask[i] = qv >= qmin and qv <= qmax
+            qc = clamp_int(qv, qmin, qmax)
+            out[i] = np.float32(np.float64(qc - zp) * np.float64(s))
         else:
-            if qf != qf or qf < lof:  # fmax(NaN, qmin) == qmin
+            # mask compares against float32(qmin/qmax); fmin/fmax clamp in
+            # double against the exact bounds, fmax(NaN, qmin) == qmin
+            mask[i] = qf >= lof and qf <= hif
+            qd = np.float64(qf)
+            if qd != qd or qd < qmin:
                 qc = np.int64(qmin)
-            elif qf > hif:
+            elif qd > qmax:
                 qc = np.int64(qmax)
             else:
-                qc = np.int64(qf)
-        out[i] = np.float32(qc - zp) * s
+                qc = np.int64(qd)
+            out[i] = np.float32(qc - zp) * s
 
 
 # --------------------------------------------------------------------------
@@ -208,6 +229,33 @@ def _fake_quantize_rows_serial(x, out, mask, inner, nch, per_channel, s, inv, zp
                             s[c], inv[c], zp[c], qmin, qmax)
 
 
+@njit(**CPU_PARALLEL)
+def _gather_rows(q, out, inner, nch, table, offset):
+    """``out[i] = table[channel, q[i] - offset]`` with 256-entry rows."""
+    rows = q.size // inner
+    per_row = (inner + CHUNK - 1) // CHUNK
+    for t in prange(rows * per_row):
+        r = t // per_row
+        lo = r * inner + (t - r * per_row) * CHUNK
+        hi = min(lo + CHUNK, (r + 1) * inner)
+        base = (r % nch) * 256 - offset
+        for i in range(np.uint64(lo), np.uint64(hi)):
+            out[i] = table[base + np.int64(q[i])]
+
+
+def _byte_table(q, nch, out_dtype):
+    """Every possible input byte, ``nch`` rows of 256, and the table to fill."""
+    offset = -128 if q.dtype == np.int8 else 0
+    levels = np.arange(offset, offset + 256).astype(q.dtype)
+    return np.tile(levels, nch), np.empty(256 * nch, out_dtype), offset
+
+
+def _use_table(q, nch):
+    # 8-bit input with many more elements than table entries: compute each of
+    # the 256 * nch possible results once (with the same recipe), then gather.
+    return q.itemsize == 1 and q.size >= PARALLEL_MIN and q.size >= 64 * 256 * nch
+
+
 # --------------------------------------------------------------------------
 # public kernels (same names and argument order as kernels/cuda/quantize.py)
 # --------------------------------------------------------------------------
@@ -225,8 +273,14 @@ def quantize(x, out, inner, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
 
 def dequantize(q, out, inner, mode, s, s64, zpf, zpi):
     """Dequantize flat integers ``q`` into the flat float32 array ``out``."""
+    nch = s.size
+    if _use_table(q, nch) and not (mode == DQ_TORCH_TENSOR and nch == 1):
+        levels, table, offset = _byte_table(q, nch, out.dtype)
+        _dequantize_rows_serial(levels, table, 256, nch, mode, s, s64, zpf, zpi)
+        _gather_rows(q, out, inner, nch, table, offset)
+        return
     f = _dequantize_rows if q.size >= PARALLEL_MIN else _dequantize_rows_serial
-    f(q, out, inner, s.size, mode, s, s64, zpf, zpi)
+    f(q, out, inner, nch, mode, s, s64, zpf, zpi)
 
 
 def requantize(q, out, inner, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult, shift,
@@ -238,8 +292,15 @@ def requantize(q, out, inner, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult
     modes; for ``RQ_REF`` they are the 24-bit mantissa of each input scale and
     the exponent difference to the output scale, whose mantissa is ``m2``.
     """
+    nch = s1.size
+    if _use_table(q, nch):
+        levels, table, offset = _byte_table(q, nch, out.dtype)
+        _requantize_rows_serial(levels, table, 256, nch, mode, dq_mode, q_mode, s1, s1_64, zpf1,
+                                zpi1, mult, shift, s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq)
+        _gather_rows(q, out, inner, nch, table, offset)
+        return
     f = _requantize_rows if q.size >= PARALLEL_MIN else _requantize_rows_serial
-    f(q, out, inner, s1.size, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult, shift,
+    f(q, out, inner, nch, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult, shift,
       s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq)
 
 
