@@ -328,6 +328,15 @@ def requantize(q, scale, zero_point, dtype=None, *, numerics=None) -> QTensor:
         mode = M.RQ_TFLITE if profile == "tflite" else M.RQ_TFLITE_SINGLE
         ratios = s1.astype(np.float64) / float(np.float32(s2))
         mult, shift = tflite_multipliers(ratios, profile == "tflite_single")
+        if profile == "tflite" and shift.max() > 31:
+            # TFLite computes x * (1 << shift) in int32 first: from shift 32 on
+            # that is no longer even a wrapping product (tflite_single
+            # saturates the multiplier instead)
+            raise ValueError(
+                f"numerics='tflite' cannot requantize with a scale ratio s1/s2 = "
+                f"{ratios.max():.6g} >= 2**31: TFLite's double-rounding fixed point is "
+                "undefined there; use numerics='tflite_single' or a larger output scale"
+            )
     elif profile == "reference":
         mode = M.RQ_REF
         m1, e1 = mantissa_exponent(s1)

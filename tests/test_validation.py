@@ -198,3 +198,16 @@ def test_cuda_without_gpu_names_the_op(monkeypatch):
 
     with pytest.raises(RuntimeError, match="quantize on 'cuda'"):
         _dispatch.run("quantize", "cuda")
+
+
+def test_tflite_requantize_ratio_limit():
+    q = qops.quantize_per_tensor(X, 1.0, 0, qops.qint8)
+    with pytest.raises(ValueError, match="tflite_single"):
+        qops.requantize(q, 2.0**-32, 0, numerics="tflite")
+    assert q.int_repr().tolist() == [0, -1, 3]
+    ok = qops.requantize(q, 0.25, 0, numerics="tflite")  # ratio 4: shift 3
+    assert ok.int_repr().tolist() == [0, -4, 12]
+    # below 2**31 it runs; TFLite's int32 left shift may then wrap, as on x86
+    assert qops.requantize(q, 2.0**-30, 0, numerics="tflite").shape == (3,)
+    # single rounding saturates the multiplier instead of refusing
+    assert qops.requantize(q, 2.0**-32, 0, numerics="tflite_single").shape == (3,)

@@ -28,6 +28,8 @@ from ._llvm import fma32, fma64
 _TWO63 = 9223372036854775808.0
 _INT32_MIN = -2147483648
 _INT32_MAX = 2147483647
+_F32_MAX = 3.4028234663852886e38
+_F32_OVERFLOW_MID = 3.4028235677973366e38  # 2**128 - 2**103: FLT_MAX + half an ulp
 
 
 @njit(**CPU_INLINE)
@@ -80,6 +82,12 @@ def round_dd_to_f32(hi, lo):
     f = np.float32(hi)
     fd = np.float64(f)
     if lo == 0.0 or fd == hi or hi != hi:
+        return f
+    if fd == np.inf or fd == -np.inf:
+        # |hi| >= the overflow midpoint; exactly on it, a tail toward zero
+        # puts the exact value below it: FLT_MAX
+        if abs(hi) == _F32_OVERFLOW_MID and (lo < 0.0) == (hi > 0.0):
+            return np.float32(np.copysign(_F32_MAX, hi))
         return f
     if hi > fd:
         g = np.nextafter(f, np.float32(np.inf))
@@ -155,13 +163,16 @@ def dequantize_one(mode, q, s, s64, zpf, zpi):
     if mode == DQ_TORCH_CHANNEL:
         return np.float32(np.float64(np.float32(q) - zpf) * s64)
     if mode == DQ_ONNX:
-        return np.float32(np.int64(q) - zpi) * s
+        # int32 subtraction, wrapping (onnxruntime 1.32 on int32 input)
+        return np.float32(wrap32(np.int64(q) - zpi)) * s
     if mode == DQ_TFLITE:
-        return np.float32(np.float64(s) * np.float64(np.int64(q) - zpi))
-    # DQ_REF
+        # TFLite Dequantize: int32 q - zp (wrapping), times double(scale)
+        return np.float32(np.float64(s) * np.float64(wrap32(np.int64(q) - zpi)))
+    # DQ_REF: the float32 scale, as every reference formula
     d = np.float64(np.int64(q) - zpi)
-    p = d * s64
-    return round_dd_to_f32(p, fma64(d, s64, -p))
+    sd = np.float64(s)
+    p = d * sd
+    return round_dd_to_f32(p, fma64(d, sd, -p))
 
 
 @njit(**CPU_INLINE)
