@@ -4,3 +4,8 @@
 order. Kernels take arrays, scalars and a preallocated ``out``; they do no
 validation: that is the job of the public API in ``qops``.
 """
+
+from ._cache import install as _install_cache_locators
+
+# before any kernel module defines a cached function
+_install_cache_locators()

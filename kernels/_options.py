@@ -1,10 +1,8 @@
 """Numba compilation options, in one place.
 
-Kernels are cached on disk (``cache=True``).  Numba re-validates a cache entry
-against the source file of the cached function only, not against helpers it
-inlined from other files: after editing ``scalar.py`` during development,
-delete ``kernels/cpu/__pycache__`` (installed releases are not affected, as
-an upgrade rewrites every file).
+Kernels are cached on disk (``cache=True``), stamped with a hash of the whole
+``kernels/`` tree (``kernels/_cache.py``), so editing any kernel file, also an
+inlined helper, recompiles them.
 
 No fastmath anywhere: NaN, infinity and rounding behaviour are part of every
 kernel's contract.  ``error_model="numpy"`` removes Python's division checks

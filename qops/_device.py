@@ -6,8 +6,14 @@ import numpy as np
 
 
 def is_cuda_array(a) -> bool:
-    """True for numba.cuda device arrays (and anything exposing the CUDA array interface)."""
-    return hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)
+    """True for numba.cuda device arrays (and anything exposing the CUDA array interface).
+
+    The CUDA simulator's arrays have no ``__cuda_array_interface__``; like
+    numba's own device arrays they carry ``__cuda_ndarray__``.
+    """
+    if isinstance(a, np.ndarray):
+        return False
+    return hasattr(a, "__cuda_array_interface__") or bool(getattr(a, "__cuda_ndarray__", False))
 
 
 def device_of(a) -> str:
