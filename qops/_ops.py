@@ -454,7 +454,7 @@ def make_per_channel_qtensor(int_repr, scales, zero_points, axis, dtype, *, shap
 
 
 # -------------------------------------------------------------- fake quantize
-def _fake_quantize(x, scales, zps, axis, quant_min, quant_max, per_channel, return_mask, op):
+def _fake_quantize(x, scales, zps, axis, quant_min, quant_max, variant, return_mask, op):
     x = as_float_input(x, op)
     device = device_of(x)
     out = _empty(x.shape, np.float32, device)
@@ -462,9 +462,9 @@ def _fake_quantize(x, scales, zps, axis, quant_min, quant_max, per_channel, retu
     s32 = scales.astype(np.float32)
     inv = (np.float32(1.0) / s32).astype(np.float32)
     if _size(x.shape):
-        params = _params_to_device(device, s32, inv, zps.astype(np.int64))
+        params = _params_to_device(device, s32, inv, zps.astype(np.float64))
         _dispatch.run("fake_quantize", device, _flat(x), _flat(out), _flat(mask),
-                      _layout(x.shape, axis), per_channel, *params, quant_min, quant_max)
+                      _layout(x.shape, axis), variant, *params, quant_min, quant_max)
     return (out, mask) if return_mask else out
 
 
@@ -485,16 +485,26 @@ def fake_quantize_per_tensor_affine(x, scale, zero_point, quant_min, quant_max, 
     z = check_int(zero_point, "zero_point")
     if not lo <= z <= hi:
         raise ValueError(f"zero_point={z} must lie in [quant_min, quant_max] = [{lo}, {hi}]")
-    return _fake_quantize(x, np.array([s]), np.array([z]), None, lo, hi, False, return_mask,
+    return _fake_quantize(x, np.array([s]), np.array([z]), None, lo, hi, M.FQ_TENSOR, return_mask,
                           "fake_quantize_per_tensor_affine")
 
 
 def fake_quantize_per_channel_affine(x, scales, zero_points, axis, quant_min, quant_max, *, return_mask=False):
     """torch's ``fake_quantize_per_channel_affine`` forward, exactly.
 
-    As :func:`fake_quantize_per_tensor_affine` per channel, with torch's
-    per-channel conversion quirk: NaN, infinities and values beyond int64 go
-    to ``quant_min``.  Scales are used as float32, as torch requires.
+    Integer zero points: as :func:`fake_quantize_per_tensor_affine` per
+    channel, with torch's per-channel conversion quirk (the rounded value is
+    cast to int64 before clamping: NaN, infinities and values beyond int64
+    go to ``quant_min``); they must lie in ``[quant_min, quant_max]``.
+    Float zero points (torch's float-qparams form, e.g. for embeddings):
+    ``q = lrint(fl(zp + fl(x * fl(1/s))))``,
+    ``y = fl((clamp(q) - zp) * s)`` in double; any finite value is allowed.
+    Scales are used as float32, as torch requires.
+
+    Returns
+    -------
+    ndarray of float32, or ``(y, mask)`` with ``return_mask=True`` (True where
+    the unclamped ``q`` lies in ``[quant_min, quant_max]``).
     """
     lo, hi = check_quant_range(quant_min, quant_max)
     x_arr = as_float_input(x, "fake_quantize_per_channel_affine")
@@ -507,8 +517,10 @@ def fake_quantize_per_channel_affine(x, scales, zero_points, axis, quant_min, qu
         raise ValueError(f"scales has {s.size} entries but axis {ax} has length {n}")
     z, float_zp = check_zero_points(zero_points, qint32, n)
     if float_zp:
-        raise TypeError("fake_quantize_per_channel_affine needs integer zero points")
-    if ((z < lo) | (z > hi)).any():
-        raise ValueError(f"zero_points must lie in [quant_min, quant_max] = [{lo}, {hi}]")
-    return _fake_quantize(x_arr, s, z, ax, lo, hi, True, return_mask, "fake_quantize_per_channel_affine")
-
+        z = z.astype(np.float32)  # torch holds float zero points as float32
+        variant = M.FQ_CHANNEL_FLOAT_ZP
+    else:
+        if ((z < lo) | (z > hi)).any():
+            raise ValueError(f"zero_points must lie in [quant_min, quant_max] = [{lo}, {hi}]")
+        variant = M.FQ_CHANNEL
+    return _fake_quantize(x_arr, s, z, ax, lo, hi, variant, return_mask, "fake_quantize_per_channel_affine")

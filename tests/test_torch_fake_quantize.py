@@ -92,3 +92,23 @@ def test_fake_quantize_torch_facts():
     assert_same(qops.fake_quantize_per_tensor_affine(x, 1.0, 3, 0, 255, return_mask=True), pt, "per-tensor")
     assert_same(qops.fake_quantize_per_channel_affine(x[None], [1.0], [3], 0, 0, 255, return_mask=True),
                 pc, "per-channel")
+
+
+@pytest.mark.parametrize("lo, hi", [(0, 255), (-128, 127), (0, 15)], ids=["u8", "s8", "u4"])
+def test_fake_quantize_per_channel_float_zero_points_match_torch(lo, hi, rng):
+    """Float zero points (torch's float-qparams fake quant): lrint of
+    ``zp + x/s``, any finite zero point, even outside the range."""
+    shape, axis = (6, 3001), 0
+    scales = np.exp(rng.uniform(np.log(1e-3), np.log(10.0), 6)).astype(np.float32)
+    zps = rng.uniform(lo - 5, hi + 5, 6).astype(np.float32)
+    zps[:3] = [0.5, -0.25, float(hi) + 40.0]
+    x = fake_inputs(rng, int(np.prod(shape)), float(np.median(scales)), lo, hi).reshape(shape)
+    x[1, :200] = (np.arange(200, dtype=np.float32) - 100) * np.float32(0.5) - np.float32(-0.25)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    y = torch.fake_quantize_per_channel_affine(
+        xt, torch.from_numpy(scales), torch.from_numpy(zps), axis, lo, hi
+    )
+    y.sum().backward()
+    want = (y.detach().numpy(), xt.grad.numpy() != 0)
+    got = qops.fake_quantize_per_channel_affine(x, scales, zps, axis, lo, hi, return_mask=True)
+    assert_same(got, want, "float zero points")

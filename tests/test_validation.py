@@ -120,8 +120,8 @@ def test_quant_range():
         qops.fake_quantize_per_tensor_affine(X, 1.0, 20, 0, 15)
     with pytest.raises(ValueError, match="zero_points must lie"):
         qops.fake_quantize_per_channel_affine(X, [1.0] * 3, [0, 20, 0], 0, 0, 15)
-    with pytest.raises(TypeError, match="integer zero points"):
-        qops.fake_quantize_per_channel_affine(X, [1.0] * 3, [0.5] * 3, 0, 0, 15)
+    with pytest.raises(ValueError, match="finite"):
+        qops.fake_quantize_per_channel_affine(X, [1.0] * 3, [0.5, np.nan, 0.5], 0, 0, 15)
 
 
 def test_dequantize_and_requantize_need_qtensors():

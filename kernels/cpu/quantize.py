@@ -24,6 +24,7 @@ from ._llvm import fma32
 from .scalar import (
     clamp_int,
     dequantize_one,
+    fake_quantize_one,
     quantize_one,
     rescale_exact,
     tflite_requant,
@@ -110,35 +111,9 @@ def _requantize_span(
 
 
 @njit(**CPU)
-def _fake_quantize_span(x, out, mask, lo, hi, per_channel, s, inv, zp, qmin, qmax):
-    # torch 2.13 CPU kernels (FakeQuantize cachemask), operation by operation
-    zf = np.float32(zp)
-    lof = np.float32(qmin)
-    hif = np.float32(qmax)
+def _fake_quantize_span(x, out, mask, lo, hi, variant, s, inv, zp, qmin, qmax):
     for i in range(lo, hi):
-        qf = zf + np.rint(x[i] * inv)  # float32: zp + nearbyint(x * inv)
-        if per_channel:
-            # int64 cast first (x86: NaN or out of range -> INT64_MIN), int64
-            # mask, then clamp, subtract and multiply in double
-            if qf != qf or qf >= 9223372036854775808.0 or qf < -9223372036854775808.0:
-                qv = np.int64(-9223372036854775807 - 1)
-            else:
-                qv = np.int64(qf)
-            mask[i] = qv >= qmin and qv <= qmax
-            qc = clamp_int(qv, qmin, qmax)
-            out[i] = np.float32(np.float64(qc - zp) * np.float64(s))
-        else:
-            # mask compares against float32(qmin/qmax); fmin/fmax clamp in
-            # double against the exact bounds, fmax(NaN, qmin) == qmin
-            mask[i] = qf >= lof and qf <= hif
-            qd = np.float64(qf)
-            if qd != qd or qd < qmin:
-                qc = np.int64(qmin)
-            elif qd > qmax:
-                qc = np.int64(qmax)
-            else:
-                qc = np.int64(qd)
-            out[i] = np.float32(qc - zp) * s
+        out[i], mask[i] = fake_quantize_one(variant, x[i], s, inv, zp, qmin, qmax)
 
 
 # --------------------------------------------------------------------------
@@ -210,7 +185,7 @@ def _requantize_rows_serial(q, out, inner, nch, mode, dq_mode, q_mode, s1, s1_64
 
 
 @njit(**CPU_PARALLEL)
-def _fake_quantize_rows(x, out, mask, inner, nch, per_channel, s, inv, zp, qmin, qmax):
+def _fake_quantize_rows(x, out, mask, inner, nch, variant, s, inv, zp, qmin, qmax):
     rows = x.size // inner
     per_row = (inner + CHUNK - 1) // CHUNK
     for t in prange(rows * per_row):
@@ -218,14 +193,14 @@ def _fake_quantize_rows(x, out, mask, inner, nch, per_channel, s, inv, zp, qmin,
         lo = r * inner + (t - r * per_row) * CHUNK
         hi = min(lo + CHUNK, (r + 1) * inner)
         c = r % nch
-        _fake_quantize_span(x, out, mask, lo, hi, per_channel, s[c], inv[c], zp[c], qmin, qmax)
+        _fake_quantize_span(x, out, mask, lo, hi, variant, s[c], inv[c], zp[c], qmin, qmax)
 
 
 @njit(**CPU)
-def _fake_quantize_rows_serial(x, out, mask, inner, nch, per_channel, s, inv, zp, qmin, qmax):
+def _fake_quantize_rows_serial(x, out, mask, inner, nch, variant, s, inv, zp, qmin, qmax):
     for r in range(x.size // inner):
         c = r % nch
-        _fake_quantize_span(x, out, mask, r * inner, (r + 1) * inner, per_channel,
+        _fake_quantize_span(x, out, mask, r * inner, (r + 1) * inner, variant,
                             s[c], inv[c], zp[c], qmin, qmax)
 
 
@@ -304,10 +279,14 @@ def requantize(q, out, inner, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult
       s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq)
 
 
-def fake_quantize(x, out, mask, inner, per_channel, s, inv, zp, qmin, qmax):
-    """torch's fake quantization forward plus its straight-through mask."""
+def fake_quantize(x, out, mask, inner, variant, s, inv, zp, qmin, qmax):
+    """torch's fake quantization forward plus its straight-through mask.
+
+    ``variant`` is an ``FQ_*`` code; ``zp`` is float64 (integer or float32
+    zero points).
+    """
     f = _fake_quantize_rows if x.size >= PARALLEL_MIN else _fake_quantize_rows_serial
-    f(x, out, mask, inner, s.size, per_channel, s, inv, zp, qmin, qmax)
+    f(x, out, mask, inner, s.size, variant, s, inv, zp, qmin, qmax)
 
 
 @njit(**CPU)

@@ -10,6 +10,8 @@ from numba import njit
 
 from .._options import CPU_INLINE
 from ..modes import (
+    FQ_CHANNEL,
+    FQ_CHANNEL_FLOAT_ZP,
     DQ_ONNX,
     DQ_REF,
     DQ_TFLITE,
@@ -229,3 +231,41 @@ def rescale_exact(d, m1, m2, k):
     if -k >= 35:
         return np.int64(0)
     return div_rne(n, m2 << (-k))
+
+
+@njit(**CPU_INLINE)
+def fake_quantize_one(variant, x, s, inv, zp, qmin, qmax):
+    """torch 2.13's fake quantization of one float32 ``x``: ``(y, mask)``.
+
+    ``zp`` is a float64 holding the integer (or float32) zero point.  Per
+    tensor: ``qf = fl(zp + rint(fl(x*inv)))``, mask in float32, clamp against
+    the exact bounds (``fmax(NaN, qmin) == qmin``), ``y = fl(fl(qc - zp) * s)``.
+    Per channel: the same ``qf`` cast to int64 first (NaN or out of range give
+    INT64_MIN), mask and clamp on that, ``y = fl(double(qc - zp) * double(s))``.
+    Float zero points: ``qv = lrint(fl(zp + fl(x*inv)))``,
+    ``y = fl((double(qc) - double(zp)) * double(s))``.
+    """
+    if variant == FQ_CHANNEL_FLOAT_ZP:
+        zf = np.float32(zp)
+        qv = lrint64(np.float64(zf + x * inv))
+        qc = clamp_int(qv, qmin, qmax)
+        y = np.float32((np.float64(qc) - np.float64(zf)) * np.float64(s))
+        return y, (qv >= qmin and qv <= qmax)
+    zi = np.int64(zp)
+    qf = np.float32(zi) + np.rint(x * inv)
+    if variant == FQ_CHANNEL:
+        if qf != qf or qf >= _TWO63 or qf < -_TWO63:
+            qv = np.int64(-9223372036854775807 - 1)
+        else:
+            qv = np.int64(qf)
+        qc = clamp_int(qv, qmin, qmax)
+        return np.float32(np.float64(qc - zi) * np.float64(s)), (qv >= qmin and qv <= qmax)
+    mask = qf >= np.float32(qmin) and qf <= np.float32(qmax)
+    qd = np.float64(qf)
+    if qd != qd or qd < qmin:
+        qc = np.int64(qmin)
+    elif qd > qmax:
+        qc = np.int64(qmax)
+    else:
+        qc = np.int64(qd)
+    return np.float32(qc - zi) * s, mask

@@ -90,10 +90,10 @@ def _requantize_kernel(
 
 
 @cuda.jit(**KERNEL)
-def _fake_quantize_kernel(x, out, mask, inner, nch, per_channel, s, inv, zp, qmin, qmax):
+def _fake_quantize_kernel(x, out, mask, inner, nch, variant, s, inv, zp, qmin, qmax):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         c = _channel(i, inner, nch)
-        y, m = fake_quantize_one(per_channel, x[i], s[c], inv[c], zp[c], qmin, qmax)
+        y, m = fake_quantize_one(variant, x[i], s[c], inv[c], zp[c], qmin, qmax)
         out[i] = y
         mask[i] = m
 
@@ -170,11 +170,11 @@ def requantize(q, out, inner, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult
         )
 
 
-def fake_quantize(x, out, mask, inner, per_channel, s, inv, zp, qmin, qmax):
+def fake_quantize(x, out, mask, inner, variant, s, inv, zp, qmin, qmax):
     """torch's fake quantization forward plus its straight-through mask."""
     n = x.size
     if n:
-        _fake_quantize_kernel[_grid(n)](x, out, mask, _i(inner), _i(s.size), bool(per_channel),
+        _fake_quantize_kernel[_grid(n)](x, out, mask, _i(inner), _i(s.size), _i(variant),
                                         s, inv, zp, _i(qmin), _i(qmax))
 
 

@@ -35,6 +35,8 @@ from ..modes import (
     DQ_TFLITE,
     DQ_TORCH_CHANNEL,
     DQ_TORCH_TENSOR,
+    FQ_CHANNEL,
+    FQ_CHANNEL_FLOAT_ZP,
     Q_FLOATQP,
     Q_FMA,
     Q_ONNX,
@@ -360,24 +362,29 @@ def dequantize_one(mode, q, s, s64, zpf, zpi):
 
 
 @cuda.jit(**DEVICE)
-def fake_quantize_one(per_channel, x, s, inv, zp, qmin, qmax):
+def fake_quantize_one(variant, x, s, inv, zp, qmin, qmax):
     """torch's fake quantization of one float32 ``x``: ``(y, mask)``.
 
-    The CPU computes the same inline in ``_fake_quantize_span``:
-    ``qf = fl(fl(zp) + rint(fl(x*inv)))``; per-channel converts to int64 first
-    (NaN or out of range gives INT64_MIN) and multiplies in float64;
-    per-tensor masks in float32, clamps in float64 and multiplies in float32.
+    The same recipe as ``fake_quantize_one`` in ``kernels/cpu/scalar.py``:
+    ``zp`` is a float64 holding the integer (or float32) zero point.
     """
-    qf = add32(np.float32(zp), rint32(mul32(x, inv)))
+    if variant == FQ_CHANNEL_FLOAT_ZP:
+        zf = np.float32(zp)
+        qv = lrint64(np.float64(add32(zf, mul32(x, inv))))
+        qc = clamp_int(qv, qmin, qmax)
+        y = np.float32(mul64(np.float64(qc) - np.float64(zf), np.float64(s)))
+        return y, (qv >= qmin and qv <= qmax)
+    zi = np.int64(zp)
+    qf = add32(np.float32(zi), rint32(mul32(x, inv)))
     qd = np.float64(qf)
-    if per_channel:
+    if variant == FQ_CHANNEL:
         if qd != qd or qd >= _TWO63 or qd < -_TWO63:
             qv = np.int64(_INT64_MIN)
         else:
             qv = np.int64(qd)
         mask = qv >= qmin and qv <= qmax
         qc = clamp_int(qv, qmin, qmax)
-        return np.float32(mul64(np.float64(qc - zp), np.float64(s))), mask
+        return np.float32(mul64(np.float64(qc - zi), np.float64(s))), mask
     mask = qf >= np.float32(qmin) and qf <= np.float32(qmax)
     if qd != qd or qd < qmin:
         qc = np.int64(qmin)
@@ -385,7 +392,7 @@ def fake_quantize_one(per_channel, x, s, inv, zp, qmin, qmax):
         qc = np.int64(qmax)
     else:
         qc = np.int64(qd)
-    return mul32(np.float32(qc - zp), s), mask
+    return mul32(np.float32(qc - zi), s), mask
 
 
 @cuda.jit(**DEVICE)

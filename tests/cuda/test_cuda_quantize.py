@@ -205,6 +205,14 @@ def test_fake_quantize_matches_cpu(rng, quant_min, quant_max, zp):
     assert_ints_equal(m_dev, m_cpu)
     assert m_cpu.any() and not m_cpu.all()
 
+    fzps = np.float32([zp + 0.5, quant_min - 0.25, quant_max + 3.0, 0.125, zp])  # float zero points
+    y_cpu, m_cpu = qops.fake_quantize_per_channel_affine(xc, PC_SCALES, fzps, 1, quant_min, quant_max,
+                                                         return_mask=True)
+    y_dev, m_dev = qops.fake_quantize_per_channel_affine(cuda.to_device(xc), PC_SCALES, fzps, 1,
+                                                         quant_min, quant_max, return_mask=True)
+    assert_f32_bits_equal(y_dev, y_cpu)
+    assert_ints_equal(m_dev, m_cpu)
+
 
 # ---------------------------------------------------- sizes and launch shape
 @pytest.mark.parametrize("n", [0, 1, 3 * 8 + 1])
