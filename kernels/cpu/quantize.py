@@ -14,6 +14,8 @@ from .._options import CHUNK, CPU, CPU_PARALLEL, PARALLEL_MIN
 from ..modes import (
     DQ_TORCH_TENSOR,
     Q_FMA,
+    Q_ONNX,
+    Q_TFLITE,
     Q_TWO,
     RQ_REF,
     RQ_TFLITE,
@@ -69,6 +71,26 @@ def _quantize_span(x, out, lo, hi, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
             v = dnan if v != v else (v if v <= dmax else dmax)
             v = v if v >= dmin else dmin
             out[i] = np.int64(np.rint(v))
+    elif mode == Q_ONNX:
+        # onnxruntime: rne(fl(x / s)), then + zp, saturating; NaN -> qmin
+        dmin = np.float64(qmin - zpi)
+        dmax = np.float64(qmax - zpi)
+        for i in range(np.uint64(lo), np.uint64(hi)):
+            v = np.float64(x[i] / s)
+            v = dmin if v != v else (v if v <= dmax else dmax)
+            v = v if v >= dmin else dmin
+            out[i] = np.int64(np.rint(v)) + zpi
+    elif mode == Q_TFLITE:
+        # tflite: round half away from zero of fl(x / s), then + zp; NaN -> qmin
+        dmin = np.float64(qmin - zpi)
+        dmax = np.float64(qmax - zpi)
+        for i in range(np.uint64(lo), np.uint64(hi)):
+            v = np.float64(x[i] / s)
+            a = np.floor(np.abs(v) + 0.5)
+            v = dmin if v != v else (a if v >= 0 else -a)
+            v = v if v <= dmax else dmax
+            v = v if v >= dmin else dmin
+            out[i] = np.int64(v) + zpi
     else:
         for i in range(lo, hi):
             out[i] = quantize_one(mode, x[i], s, inv, zpf, zpi, qmin, qmax, nanq)
@@ -117,105 +139,167 @@ def _fake_quantize_span(x, out, mask, lo, hi, variant, s, inv, zp, qmin, qmax):
 
 
 # --------------------------------------------------------------------------
-# drivers: rows of ``inner`` elements, cut into chunks of CHUNK elements
+# ranges: elements lo..hi of the flat array, split at row boundaries so that
+# each span shares one channel's parameters; short rows (channels on one of
+# the last axes) go element by element instead
+# --------------------------------------------------------------------------
+
+_SHORT_ROW = 64
+
+
+@njit(**CPU)
+def _quantize_range(x, out, lo, hi, inner, nch, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
+    if inner == 1 and mode == Q_TWO and lo % nch == 0:
+        # channels on the last axis (torch per-channel): vectorise across them
+        dmin = np.float64(qmin)
+        dmax = np.float64(qmax)
+        dnan = np.float64(nanq)
+        i = lo
+        while i < hi:
+            m = min(nch, hi - i)
+            for c in range(np.uint64(0), np.uint64(m)):
+                v = np.float64(x[i + c] * inv[c] + zpf[c])
+                v = dnan if v != v else (v if v <= dmax else dmax)
+                v = v if v >= dmin else dmin
+                out[i + c] = np.int64(np.rint(v))
+            i += m
+        return
+    if inner < _SHORT_ROW and nch > 1:
+        r = lo // inner
+        k = lo - r * inner
+        c = r % nch
+        for i in range(lo, hi):
+            out[i] = quantize_one(mode, x[i], s[c], inv[c], zpf[c], zpi[c], qmin, qmax, nanq)
+            k += 1
+            if k == inner:  # next row, next channel (no division per element)
+                k = 0
+                c = c + 1 if c + 1 < nch else 0
+        return
+    i = lo
+    while i < hi:
+        r = i // inner
+        end = min(hi, (r + 1) * inner)
+        c = r % nch
+        _quantize_span(x, out, i, end, mode, s[c], inv[c], zpf[c], zpi[c], qmin, qmax, nanq)
+        i = end
+
+
+@njit(**CPU)
+def _dequantize_range(q, out, lo, hi, inner, nch, mode, s, s64, zpf, zpi):
+    if inner < _SHORT_ROW and nch > 1:
+        r = lo // inner
+        k = lo - r * inner
+        c = r % nch
+        for i in range(lo, hi):
+            out[i] = dequantize_one(mode, q[i], s[c], s64[c], zpf[c], zpi[c])
+            k += 1
+            if k == inner:
+                k = 0
+                c = c + 1 if c + 1 < nch else 0
+        return
+    i = lo
+    while i < hi:
+        r = i // inner
+        end = min(hi, (r + 1) * inner)
+        c = r % nch
+        _dequantize_span(q, out, i, end, mode, s[c], s64[c], zpf[c], zpi[c])
+        i = end
+
+
+@njit(**CPU)
+def _requantize_range(q, out, lo, hi, inner, nch, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1,
+                      mult, shift, s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq):
+    i = lo
+    while i < hi:
+        r = i // inner
+        end = min(hi, (r + 1) * inner)
+        c = r % nch
+        _requantize_span(q, out, i, end, mode, dq_mode, q_mode, s1[c], s1_64[c], zpf1[c],
+                         zpi1[c], mult[c], shift[c], s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq)
+        i = end
+
+
+@njit(**CPU)
+def _fake_quantize_range(x, out, mask, lo, hi, inner, nch, variant, s, inv, zp, qmin, qmax):
+    i = lo
+    while i < hi:
+        r = i // inner
+        end = min(hi, (r + 1) * inner)
+        c = r % nch
+        _fake_quantize_span(x, out, mask, i, end, variant, s[c], inv[c], zp[c], qmin, qmax)
+        i = end
+
+
+@njit(**CPU)
+def _gather_range(q, out, lo, hi, inner, nch, table, offset):
+    """``out[i] = table[channel * 256 + q[i] - offset]``."""
+    if inner < _SHORT_ROW and nch > 1:
+        r = lo // inner
+        k = lo - r * inner
+        base = (r % nch) * 256 - offset
+        last = (nch - 1) * 256 - offset
+        for i in range(lo, hi):
+            out[i] = table[base + np.int64(q[i])]
+            k += 1
+            if k == inner:
+                k = 0
+                base = base + 256 if base < last else -offset
+        return
+    i = lo
+    while i < hi:
+        r = i // inner
+        end = min(hi, (r + 1) * inner)
+        base = (r % nch) * 256 - offset
+        for k in range(np.uint64(i), np.uint64(end)):
+            out[k] = table[base + np.int64(q[k])]
+        i = end
+
+
+# --------------------------------------------------------------------------
+# parallel drivers: chunks of CHUNK elements of the flat array
 # --------------------------------------------------------------------------
 
 
 @njit(**CPU_PARALLEL)
-def _quantize_rows(x, out, inner, nch, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
-    rows = x.size // inner
-    per_row = (inner + CHUNK - 1) // CHUNK
-    for t in prange(rows * per_row):
-        r = t // per_row
-        lo = r * inner + (t - r * per_row) * CHUNK
-        hi = min(lo + CHUNK, (r + 1) * inner)
-        c = r % nch
-        _quantize_span(x, out, lo, hi, mode, s[c], inv[c], zpf[c], zpi[c], qmin, qmax, nanq)
-
-
-@njit(**CPU)
-def _quantize_rows_serial(x, out, inner, nch, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
-    for r in range(x.size // inner):
-        c = r % nch
-        _quantize_span(x, out, r * inner, (r + 1) * inner, mode,
-                       s[c], inv[c], zpf[c], zpi[c], qmin, qmax, nanq)
+def _quantize_par(x, out, inner, nch, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
+    n = x.size
+    step = max(1, CHUNK // (nch * inner)) * nch * inner if inner < _SHORT_ROW else CHUNK
+    for t in prange((n + step - 1) // step):
+        _quantize_range(x, out, t * step, min(n, (t + 1) * step), inner, nch, mode,
+                        s, inv, zpf, zpi, qmin, qmax, nanq)
 
 
 @njit(**CPU_PARALLEL)
-def _dequantize_rows(q, out, inner, nch, mode, s, s64, zpf, zpi):
-    rows = q.size // inner
-    per_row = (inner + CHUNK - 1) // CHUNK
-    for t in prange(rows * per_row):
-        r = t // per_row
-        lo = r * inner + (t - r * per_row) * CHUNK
-        hi = min(lo + CHUNK, (r + 1) * inner)
-        c = r % nch
-        _dequantize_span(q, out, lo, hi, mode, s[c], s64[c], zpf[c], zpi[c])
-
-
-@njit(**CPU)
-def _dequantize_rows_serial(q, out, inner, nch, mode, s, s64, zpf, zpi):
-    for r in range(q.size // inner):
-        c = r % nch
-        _dequantize_span(q, out, r * inner, (r + 1) * inner, mode, s[c], s64[c], zpf[c], zpi[c])
+def _dequantize_par(q, out, inner, nch, mode, s, s64, zpf, zpi):
+    n = q.size
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        _dequantize_range(q, out, t * CHUNK, min(n, (t + 1) * CHUNK), inner, nch, mode,
+                          s, s64, zpf, zpi)
 
 
 @njit(**CPU_PARALLEL)
-def _requantize_rows(q, out, inner, nch, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1,
-                     mult, shift, s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq):
-    rows = q.size // inner
-    per_row = (inner + CHUNK - 1) // CHUNK
-    for t in prange(rows * per_row):
-        r = t // per_row
-        lo = r * inner + (t - r * per_row) * CHUNK
-        hi = min(lo + CHUNK, (r + 1) * inner)
-        c = r % nch
-        _requantize_span(q, out, lo, hi, mode, dq_mode, q_mode, s1[c], s1_64[c], zpf1[c],
-                         zpi1[c], mult[c], shift[c], s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq)
-
-
-@njit(**CPU)
-def _requantize_rows_serial(q, out, inner, nch, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1,
-                            mult, shift, s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq):
-    for r in range(q.size // inner):
-        c = r % nch
-        _requantize_span(q, out, r * inner, (r + 1) * inner, mode, dq_mode, q_mode, s1[c],
-                         s1_64[c], zpf1[c], zpi1[c], mult[c], shift[c], s2, inv2, zpf2, zpi2, m2,
-                         qmin, qmax, nanq)
+def _requantize_par(q, out, inner, nch, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1,
+                    mult, shift, s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq):
+    n = q.size
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        _requantize_range(q, out, t * CHUNK, min(n, (t + 1) * CHUNK), inner, nch, mode,
+                          dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult, shift,
+                          s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq)
 
 
 @njit(**CPU_PARALLEL)
-def _fake_quantize_rows(x, out, mask, inner, nch, variant, s, inv, zp, qmin, qmax):
-    rows = x.size // inner
-    per_row = (inner + CHUNK - 1) // CHUNK
-    for t in prange(rows * per_row):
-        r = t // per_row
-        lo = r * inner + (t - r * per_row) * CHUNK
-        hi = min(lo + CHUNK, (r + 1) * inner)
-        c = r % nch
-        _fake_quantize_span(x, out, mask, lo, hi, variant, s[c], inv[c], zp[c], qmin, qmax)
-
-
-@njit(**CPU)
-def _fake_quantize_rows_serial(x, out, mask, inner, nch, variant, s, inv, zp, qmin, qmax):
-    for r in range(x.size // inner):
-        c = r % nch
-        _fake_quantize_span(x, out, mask, r * inner, (r + 1) * inner, variant,
-                            s[c], inv[c], zp[c], qmin, qmax)
+def _fake_quantize_par(x, out, mask, inner, nch, variant, s, inv, zp, qmin, qmax):
+    n = x.size
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        _fake_quantize_range(x, out, mask, t * CHUNK, min(n, (t + 1) * CHUNK), inner, nch,
+                             variant, s, inv, zp, qmin, qmax)
 
 
 @njit(**CPU_PARALLEL)
-def _gather_rows(q, out, inner, nch, table, offset):
-    """``out[i] = table[channel, q[i] - offset]`` with 256-entry rows."""
-    rows = q.size // inner
-    per_row = (inner + CHUNK - 1) // CHUNK
-    for t in prange(rows * per_row):
-        r = t // per_row
-        lo = r * inner + (t - r * per_row) * CHUNK
-        hi = min(lo + CHUNK, (r + 1) * inner)
-        base = (r % nch) * 256 - offset
-        for i in range(np.uint64(lo), np.uint64(hi)):
-            out[i] = table[base + np.int64(q[i])]
+def _gather_par(q, out, inner, nch, table, offset):
+    n = q.size
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        _gather_range(q, out, t * CHUNK, min(n, (t + 1) * CHUNK), inner, nch, table, offset)
 
 
 def _byte_table(q, nch, out_dtype):
@@ -242,8 +326,17 @@ def quantize(x, out, inner, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
     ``s``/``inv``/``zpf`` are float32 arrays, ``zpi`` int64, one entry per
     channel; ``mode`` is a ``Q_*`` code from ``kernels.modes``.
     """
-    f = _quantize_rows if x.size >= PARALLEL_MIN else _quantize_rows_serial
-    f(x, out, inner, s.size, mode, s, inv, zpf, zpi, qmin, qmax, nanq)
+    if x.size >= PARALLEL_MIN:
+        _quantize_par(x, out, inner, s.size, mode, s, inv, zpf, zpi, qmin, qmax, nanq)
+    else:
+        _quantize_range(x, out, 0, x.size, inner, s.size, mode, s, inv, zpf, zpi, qmin, qmax, nanq)
+
+
+def _gather(q, out, inner, nch, table, offset):
+    if q.size >= PARALLEL_MIN:
+        _gather_par(q, out, inner, nch, table, offset)
+    else:
+        _gather_range(q, out, 0, q.size, inner, nch, table, offset)
 
 
 def dequantize(q, out, inner, mode, s, s64, zpf, zpi):
@@ -251,11 +344,12 @@ def dequantize(q, out, inner, mode, s, s64, zpf, zpi):
     nch = s.size
     if _use_table(q, nch) and not (mode == DQ_TORCH_TENSOR and nch == 1):
         levels, table, offset = _byte_table(q, nch, out.dtype)
-        _dequantize_rows_serial(levels, table, 256, nch, mode, s, s64, zpf, zpi)
-        _gather_rows(q, out, inner, nch, table, offset)
-        return
-    f = _dequantize_rows if q.size >= PARALLEL_MIN else _dequantize_rows_serial
-    f(q, out, inner, nch, mode, s, s64, zpf, zpi)
+        _dequantize_range(levels, table, 0, levels.size, 256, nch, mode, s, s64, zpf, zpi)
+        _gather(q, out, inner, nch, table, offset)
+    elif q.size >= PARALLEL_MIN:
+        _dequantize_par(q, out, inner, nch, mode, s, s64, zpf, zpi)
+    else:
+        _dequantize_range(q, out, 0, q.size, inner, nch, mode, s, s64, zpf, zpi)
 
 
 def requantize(q, out, inner, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult, shift,
@@ -266,17 +360,20 @@ def requantize(q, out, inner, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult
     ``mult``/``shift`` are TFLite's fixed-point multipliers for the tflite
     modes; for ``RQ_REF`` they are the 24-bit mantissa of each input scale and
     the exponent difference to the output scale, whose mantissa is ``m2``.
+    8-bit inputs with many elements go through a table of the 256 possible
+    results per channel, computed with the same recipe.
     """
     nch = s1.size
+    args = (mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult, shift,
+            s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq)
     if _use_table(q, nch):
         levels, table, offset = _byte_table(q, nch, out.dtype)
-        _requantize_rows_serial(levels, table, 256, nch, mode, dq_mode, q_mode, s1, s1_64, zpf1,
-                                zpi1, mult, shift, s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq)
-        _gather_rows(q, out, inner, nch, table, offset)
-        return
-    f = _requantize_rows if q.size >= PARALLEL_MIN else _requantize_rows_serial
-    f(q, out, inner, nch, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult, shift,
-      s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq)
+        _requantize_range(levels, table, 0, levels.size, 256, nch, *args)
+        _gather(q, out, inner, nch, table, offset)
+    elif q.size >= PARALLEL_MIN:
+        _requantize_par(q, out, inner, nch, *args)
+    else:
+        _requantize_range(q, out, 0, q.size, inner, nch, *args)
 
 
 def fake_quantize(x, out, mask, inner, variant, s, inv, zp, qmin, qmax):
@@ -285,8 +382,10 @@ def fake_quantize(x, out, mask, inner, variant, s, inv, zp, qmin, qmax):
     ``variant`` is an ``FQ_*`` code; ``zp`` is float64 (integer or float32
     zero points).
     """
-    f = _fake_quantize_rows if x.size >= PARALLEL_MIN else _fake_quantize_rows_serial
-    f(x, out, mask, inner, s.size, variant, s, inv, zp, qmin, qmax)
+    if x.size >= PARALLEL_MIN:
+        _fake_quantize_par(x, out, mask, inner, s.size, variant, s, inv, zp, qmin, qmax)
+    else:
+        _fake_quantize_range(x, out, mask, 0, x.size, inner, s.size, variant, s, inv, zp, qmin, qmax)
 
 
 @njit(**CPU)
