@@ -213,3 +213,61 @@ def stress_floats(rng, n, scale, zero_point, qmin, qmax):
                  np.where(kind < 8, mults, unif))))
     x[: min(n, SPECIAL_FLOATS.size)] = SPECIAL_FLOATS[: min(n, SPECIAL_FLOATS.size)]
     return rng.permutation(x).astype(np.float32)
+
+
+# ------------------------------------------------------------------ linear
+def accumulate(x, zx, w, zw):
+    """``A[..., n] = sum_k (x - zx)(w[n] - zw[n])`` wrapped to int32 (every profile).
+
+    ``x`` is ``(..., K)``, ``w`` is ``(N, K)``, ``zw`` a scalar or ``N`` values.
+    Exact integer products (int64 is wide enough for K < 2**30), then the
+    two's-complement wrap.
+    """
+    xd = np.asarray(x, np.int64) - int(zx)
+    wd = np.asarray(w, np.int64) - np.asarray(zw, np.int64).reshape(-1, 1)
+    a = xd @ wd.T
+    return ((a + 2**31) % 2**32 - 2**31).astype(np.int64)
+
+
+def linear(acc, sx, sw, so, zo, qmin, qmax, *, bias=None, int_bias=None, relu=False):
+    """The reference profile of a linear / convolution output, exactly.
+
+    ``clamp(rne((A*sx*sw_j + b_j) / so) + zo)`` on the real values of the
+    float32 scales and the float32 bias ``b``; an int32 ``int_bias`` (accumulator
+    scale) enters as ``(A + ib_j) * sx * sw_j`` without wrapping.  A NaN bias
+    gives ``zo``, an infinite one saturates.  Fused relu clamps at ``zo``.
+
+    Parameters
+    ----------
+    acc : ndarray of int, ``(..., N)``
+        Accumulators (see :func:`accumulate`).
+    sx, so : float
+        Input and output scales (taken as float32).
+    sw : float or ndarray
+        Weight scale(s), broadcast along the last axis.
+    """
+    acc = np.asarray(acc, np.int64)
+    n = acc.shape[-1]
+    sws = np.broadcast_to(np.asarray(sw, np.float32), (n,))
+    b = None if bias is None else np.broadcast_to(np.asarray(bias, np.float32), (n,))
+    ib = np.zeros(n, np.int64) if int_bias is None else np.asarray(int_bias, np.int64)
+    fsx, fso = exact(np.float32(sx)), exact(np.float32(so))
+    lo = int(zo) if relu else qmin
+    mult = [fsx * exact(s) for s in sws]
+    out = np.empty(acc.shape, np.int64)
+    flat_a = acc.reshape(-1, n)
+    flat_o = out.reshape(-1, n)
+    for j in range(n):
+        bj = None if b is None else float(b[j])
+        for i in range(flat_a.shape[0]):
+            if bj is not None and math.isnan(bj):
+                q = 0
+            elif bj is not None and math.isinf(bj):
+                q = 2**40 if bj > 0 else -(2**40)
+            else:
+                v = (int(flat_a[i, j]) + int(ib[j])) * mult[j]
+                if bj is not None:
+                    v += exact(bj)
+                q = rne(v / fso)
+            flat_o[i, j] = _clamp(q + int(zo), lo, qmax)
+    return out

@@ -201,3 +201,21 @@ def requantize(q, z_in, m, shift, z_out, qmin, qmax, *, single_rounding=False):
         r = multiply_by_quantized_multiplier(x, m, shift)
     y = wrap32(_obj(r) + _obj(z_out))
     return np.clip(np.asarray(y, np.int64), qmin, qmax)
+
+
+def fully_connected(acc, bias, multiplier, shift, z_out, qmin, qmax, *, single_rounding=False):
+    """TFLite's integer fully-connected / convolution output stage.
+
+    ``clamp(MultiplyByQuantizedMultiplier(wrap32(acc + bias), M, shift) + z_out)``
+    (reference_integer_ops ``FullyConnected`` / ``ConvPerChannel``: the int32
+    bias is added to the int32 accumulator, the output offset after the
+    multiplier).  ``bias``, ``multiplier`` and ``shift`` broadcast along the
+    last axis of ``acc`` (one per output channel).
+    """
+    x = wrap32(_obj(acc) + _obj(bias))
+    if single_rounding:
+        r = multiply_by_quantized_multiplier_single(x, multiplier, shift)
+    else:
+        r = multiply_by_quantized_multiplier(x, multiplier, shift)
+    y = wrap32(_obj(r) + _obj(z_out))
+    return np.clip(np.asarray(y, np.int64), qmin, qmax)

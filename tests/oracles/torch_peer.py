@@ -181,3 +181,35 @@ def fake_quantize_per_channel_affine(x, scales, zero_points, axis, quant_min, qu
     return _with_grad(
         lambda t: torch.fake_quantize_per_channel_affine(t, s, z, int(axis), quant_min, quant_max), x
     )
+
+
+# ------------------------------------------------------------------ linear
+def linear(x, sx, zx, w, sw, zw, bias, so, zo, *, relu=False, axis=None):
+    """``torch.ops.quantized.linear`` (or ``linear_relu``) with a prepacked weight.
+
+    Runs under the engine the caller selected (:func:`engine`).
+
+    Parameters
+    ----------
+    x : ndarray of uint8, ``(..., K)``
+        Activation integers (quint8 with ``sx``, ``zx``).
+    w : ndarray of int8, ``(N, K)``
+        Weight integers (qint8): per-tensor with scalar ``sw``/``zw``
+        (``axis=None``), or per-channel along axis 0 with arrays.
+    bias : ndarray of float32 or None
+    so, zo : output scale and zero point.
+
+    Returns
+    -------
+    ndarray of uint8, ``(..., N)``
+    """
+    with quiet():
+        xq = torch._make_per_tensor_quantized_tensor(_t(x), float(sx), int(zx))
+        if axis is None:
+            wq = torch._make_per_tensor_quantized_tensor(_t(w), float(sw), int(zw))
+        else:
+            wq = make_per_channel(w, sw, zw, axis)
+        b = None if bias is None else _t(np.asarray(bias, np.float32))
+        packed = torch.ops.quantized.linear_prepack(wq, b)
+        op = torch.ops.quantized.linear_relu if relu else torch.ops.quantized.linear
+        return op(xq, packed, float(so), int(zo)).int_repr().numpy()
