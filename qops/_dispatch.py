@@ -19,6 +19,22 @@ _OPS = {
     "fake_quantize": "quantize",
     "pack_subbyte": "quantize",
     "unpack_subbyte": "quantize",
+    "gemm_raw": "gemm",
+    "row_sums": "gemm",
+    "requantize_accumulators": "requant",
+    "im2col": "conv",
+    "depthwise": "conv",
+    "minmax": "observe",
+    "minmax_axis": "observe",
+    "histc": "observe",
+    "linspace": "observe",
+    "histogram_upscale": "observe",
+    "histogram_upscale_f64": "observe",
+    "histogram_search": "observe",
+    "histogram_search_f64": "observe",
+    "cascade_sum": "observe",
+    "cascade_sum_threads": "observe",
+    "cascade_sum_axis": "observe",
 }
 
 _cache: dict = {}
@@ -34,7 +50,14 @@ def _resolve(op: str, device: str):
             raise NotImplementedError(f"no kernel for op {op!r}") from None
         if device == "cuda":
             cuda_module(op)
-        mod = importlib.import_module(f"qops.kernels.{device}.{module}")
+        try:
+            mod = importlib.import_module(f"qops.kernels.{device}.{module}")
+        except ModuleNotFoundError:
+            if device != "cuda":
+                raise
+            raise NotImplementedError(
+                f"{op} has no CUDA kernel yet; move the data to the CPU with .cpu()"
+            ) from None
         fn = _cache[key] = getattr(mod, op)
     return fn
 

@@ -10,7 +10,8 @@ def precompile(device="cpu", *, verbose=False) -> None:
 
     Runs quantize, dequantize, requantize and fake quantization once for every
     dtype and numerics profile on tiny and on large-enough-to-be-parallel
-    inputs, so later calls start at full speed.
+    inputs, and linear and conv2d (GEMM and depthwise) under every profile,
+    so later calls start at full speed.
 
     Parameters
     ----------
@@ -42,3 +43,29 @@ def precompile(device="cpu", *, verbose=False) -> None:
                     _ops.requantize(qc, 0.1, 2, numerics=profile)
         _ops.fake_quantize_per_tensor_affine(x, 0.05, 1, 0, 255)
         _ops.fake_quantize_per_channel_affine(x, [0.05, 0.07], [1, 2], 0, 0, 255)
+    _precompile_linear_conv(dev, verbose)
+
+
+def _precompile_linear_conv(dev, verbose):
+    """linear and conv2d (GEMM and depthwise paths) under every profile."""
+    if dev != "cpu":
+        return
+    from . import _conv, _linear, _ops
+    from .dtypes import qint8, quint8
+    from .numerics import available_numerics
+
+    rng = np.random.default_rng(0)
+    w = _ops.quantize_per_tensor(rng.standard_normal((8, 16)).astype(np.float32), 0.05, 0, qint8)
+    wc = _ops.quantize_per_tensor(rng.standard_normal((8, 8, 3, 3)).astype(np.float32), 0.05, 0, qint8)
+    wd = _ops.quantize_per_tensor(rng.standard_normal((8, 1, 3, 3)).astype(np.float32), 0.05, 0, qint8)
+    for profile in available_numerics():
+        if verbose:
+            print(f"precompile {dev} linear/conv {profile}")
+        dt = qint8 if profile.startswith("tflite") else quint8
+        zp = 0 if dt is qint8 else 128
+        for m in (4, 1024):  # serial and parallel drivers
+            x = _ops.quantize_per_tensor(rng.standard_normal((m, 16)).astype(np.float32), 0.05, zp, dt)
+            _linear.linear(x, w, None, 0.1, zp, numerics=profile)
+        xc = _ops.quantize_per_tensor(rng.standard_normal((1, 8, 6, 6)).astype(np.float32), 0.05, zp, dt)
+        _conv.conv2d(xc, wc, None, 1, 1, scale=0.1, zero_point=zp, numerics=profile)
+        _conv.conv2d(xc, wd, None, 1, 1, groups=8, scale=0.1, zero_point=zp, numerics=profile)

@@ -1,0 +1,319 @@
+"""Quantized convolution: ``qops.functional.conv1d/2d/3d`` and the fused ReLU forms.
+
+validate -> canonicalise (channels-last ``(N, D, H, W, C)`` uint8, 1-D and
+2-D as 3-D with unit dimensions; other padding modes applied to the integers)
+-> im2col per group (:mod:`qops.kernels.cpu.conv`) -> raw GEMM
+(:mod:`qops.kernels.cpu.gemm`) -> fused zero-point corrections and
+requantization (:mod:`qops.kernels.cpu.requant`, the same epilogue as
+linear) -> wrap.  Depthwise convolutions (one input channel per group) run a
+kernel vectorised across channels instead of a GEMM per channel.
+
+The output QTensor is logically ``(N, O, *spatial)`` over a channels-last
+buffer, as torch stores quantized conv outputs; feeding it to the next conv
+needs no transpose.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._linear import check_activation, overflow_bound, warn_overflow
+from ._packed import PackedLinearWeight, output_qparams
+from . import _dispatch
+from .dtypes import qint8, quint8
+from .kernels.cpu.gemm import KG, MR, NR, pack_weight
+from .numerics import resolve_numerics
+from .qtensor import QTensor
+
+__all__ = ["PackedConvWeight", "conv1d", "conv2d", "conv3d", "conv1d_relu", "conv2d_relu", "conv3d_relu"]
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+_NP_PAD = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _tuple(v, nd, name, op, minimum):
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be an int or a tuple of {nd} ints, got {v!r}")
+    if isinstance(v, numbers.Integral):
+        t = (int(v),) * nd
+    elif isinstance(v, (tuple, list)) and len(v) == nd and all(
+        isinstance(e, numbers.Integral) and not isinstance(e, (bool, np.bool_)) for e in v
+    ):
+        t = tuple(int(e) for e in v)
+    else:
+        raise TypeError(f"{op}: {name} must be an int or a tuple of {nd} ints, got {v!r}")
+    if any(e < minimum for e in t):
+        what = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{op}: {name} must be {what}, got {t}")
+    return t
+
+
+def _as3(t, nd, fill):
+    return (fill,) * (3 - nd) + tuple(t)
+
+
+class PackedConvWeight:
+    """A convolution weight ``(O, C/groups, *kernel)`` and its bias, packed once.
+
+    The weight is reordered tap-major (``(O, kd, kh, kw, C/groups)``, the
+    order of :func:`qops.kernels.cpu.conv.im2col` rows) into a
+    :class:`qops._packed.PackedLinearWeight`, which holds the per-channel
+    constants and the epilogue cache; each group gets its own GEMM panels, and
+    depthwise weights a ``(taps, O)`` table.
+    """
+
+    __slots__ = ("weight", "nd", "groups", "o", "cg", "og", "kernel", "linear", "group_panels",
+                 "group_np", "dw_table")
+
+    def __init__(self, weight, bias=None, groups=1, nd=2, *, op="conv2d"):
+        if not isinstance(weight, QTensor):
+            raise TypeError(
+                f"{op} expects the weight as a qint8 QTensor of shape (out_channels, "
+                f"in_channels/groups, *kernel_size), got {type(weight).__name__}"
+            )
+        if weight.ndim != nd + 2:
+            raise ValueError(
+                f"{op} expects a {nd + 2}-D weight (out_channels, in_channels/groups"
+                f"{', kD' if nd == 3 else ''}{', kH' if nd >= 2 else ''}, kW), got shape {weight.shape}"
+            )
+        if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, numbers.Integral) or groups < 1:
+            raise ValueError(f"{op}: groups must be a positive integer, got {groups!r}")
+        o, cg = weight.shape[:2]
+        if o % groups:
+            raise ValueError(f"{op}: out_channels={o} is not divisible by groups={groups}")
+        if 0 in weight.shape:
+            raise ValueError(f"{op}: the weight has an empty dimension: {weight.shape}")
+        self.weight = weight
+        self.nd = nd
+        self.groups = int(groups)
+        self.o = o
+        self.cg = cg
+        self.og = o // self.groups
+        self.kernel = tuple(weight.shape[2:])
+        perm = (0,) + tuple(range(2, nd + 2)) + (1,)
+        w2 = weight.permute(perm).contiguous().reshape(o, -1)
+        self.linear = PackedLinearWeight(w2, bias, op=op)
+        ws = np.ascontiguousarray(w2._data)
+        if weight.dtype is quint8:
+            ws = (ws ^ np.uint8(0x80)).view(np.int8)
+        self.group_np = -(-self.og // NR) * NR
+        if self.groups == 1:
+            self.group_panels = [self.linear.panels]
+        else:
+            self.group_panels = [pack_weight(ws[g * self.og:(g + 1) * self.og]) for g in range(self.groups)]
+        if cg == 1:
+            self.dw_table = np.ascontiguousarray(ws.T)  # (taps, O)
+        else:
+            self.dw_table = None
+
+
+def _fbgemm_depthwise_quirk(p: PackedConvWeight, nd, c, stride, padding, dilation):
+    """fbgemm's int16-saturating depthwise kernel applies (NUMERICS.md section 3
+    for 2-D; the same conditions with cubic kernels for 3-D, measured against
+    torch 2.13.0)."""
+    if nd == 1 or p.cg != 1 or p.groups != c or p.groups % 8 or p.o not in (c, 2 * c):
+        return False
+    k = p.kernel[0]
+    if any(e != k for e in p.kernel) or k not in (3, 5, 7):
+        return False
+    return (all(s == stride[0] for s in stride) and stride[0] in (1, 2)
+            and dilation == (1,) * nd and padding == ((k - 1) // 2,) * nd)
+
+
+def _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, scale, zero_point,
+          numerics, relu, nd, op):
+    profile = resolve_numerics(numerics)
+    layout = "(N, C, L)" if nd == 1 else ("(N, C, H, W)" if nd == 2 else "(N, C, D, H, W)")
+    x = check_activation(input, profile, op, layout)
+    if x.ndim != nd + 2:
+        raise ValueError(f"{op} expects a {nd + 2}-D input {layout}, got shape {x.shape}")
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"{op}: padding_mode must be one of {', '.join(PADDING_MODES)}, got {padding_mode!r}")
+    if isinstance(weight, PackedConvWeight):
+        if bias is not None:
+            raise ValueError(f"{op}: a packed weight carries its own bias; pass bias=None")
+        if weight.nd != nd or (groups != 1 and groups != weight.groups):
+            raise ValueError(f"{op}: the packed weight was built for conv{weight.nd}d with groups={weight.groups}")
+        packed = weight
+    else:
+        packed = PackedConvWeight(weight, bias, groups, nd, op=op)
+    lin = packed.linear
+    lin.check_profile(profile, op)
+    stride = _tuple(stride, nd, "stride", op, 1)
+    padding = _tuple(padding, nd, "padding", op, 0)
+    dilation = _tuple(dilation, nd, "dilation", op, 1)
+    n, c = x.shape[:2]
+    if c != packed.cg * packed.groups:
+        raise ValueError(
+            f"{op}: the input has {c} channels but the weight expects in_channels = "
+            f"{packed.cg} * groups {packed.groups} = {packed.cg * packed.groups}"
+        )
+    spatial = x.shape[2:]
+    for i in range(nd):
+        if padding_mode != "zeros" and padding[i] > spatial[i] - (padding_mode == "reflect"):
+            raise ValueError(
+                f"{op}: padding {padding[i]} is too large for padding_mode={padding_mode!r} on a "
+                f"dimension of size {spatial[i]}"
+            )
+    out_sp = tuple(
+        (spatial[i] + 2 * padding[i] - dilation[i] * (packed.kernel[i] - 1) - 1) // stride[i] + 1
+        for i in range(nd)
+    )
+    if any(s < 1 for s in out_sp):
+        raise ValueError(
+            f"{op}: the kernel {packed.kernel} (dilation {dilation}) is larger than the padded "
+            f"input {tuple(s + 2 * p for s, p in zip(spatial, padding))}"
+        )
+    out_dtype = x.dtype
+    so, zo = output_qparams(x, scale, zero_point, out_dtype)
+    sx, zx = x.q_scale(), x.q_zero_point()
+    x_signed = x.dtype is qint8
+    zxu = zx + 128 if x_signed else zx
+
+    # channels-last uint8, as (N, D, H, W, C)
+    perm = (0,) + tuple(range(2, nd + 2)) + (1,)
+    xs = np.ascontiguousarray(x._data.transpose(perm))
+    if x_signed:
+        xs = xs.view(np.uint8) ^ np.uint8(0x80)
+    if padding_mode != "zeros":
+        widths = [(0, 0)] + [(p, p) for p in padding] + [(0, 0)]
+        xs = np.pad(xs, widths, mode=_NP_PAD[padding_mode])
+        padding = (0,) * nd
+    xs = xs.reshape((n,) + _as3(xs.shape[1:nd + 1], nd, 1) + (c,))
+    k3 = _as3(packed.kernel, nd, 1)
+    s3, p3, d3 = _as3(stride, nd, 1), _as3(padding, nd, 0), _as3(dilation, nd, 1)
+    o3 = _as3(out_sp, nd, 1)
+    geometry = k3 + s3 + p3 + d3 + o3
+
+    o = packed.o
+    m = n * o3[0] * o3[1] * o3[2]
+    out = np.empty(m * o, out_dtype.storage)
+    if m:
+        ktot = int(np.prod(k3)) * packed.cg
+        bound = overflow_bound(ktot, xs, zxu, 0, 255, lin.wmax)
+        if bound:
+            warn_overflow(op, bound, 3)
+        ep = lin.epilogue(profile, sx, zx, so, zo, relu, out_dtype, x_signed)
+        if packed.dw_table is not None and packed.og <= 8:
+            quirk = profile == "fbgemm" and _fbgemm_depthwise_quirk(
+                packed, nd, c, stride, padding, dilation
+            )
+            acc = np.empty(m * o, np.int32)
+            _dispatch.run("depthwise", "cpu", xs, zxu, packed.dw_table, ep.zw, packed.og,
+                          *geometry, quirk, acc)
+            # the depthwise kernel returns finished accumulators: no corrections
+            zeros = np.zeros(max(o, 1), np.int32)
+            _dispatch.run("requantize_accumulators", "cpu", ep.mode, acc, 0, o, m, o,
+                          np.zeros(m, np.int32), zeros, zeros, ep.ip, ep.fp, ep.cf0, ep.cf1,
+                          ep.ci0, ep.zo, ep.lo, ep.hi, out, 0, o, 0)
+        else:
+            kp = -(-ktot // KG) * KG
+            mp = -(-m // MR) * MR
+            cols = np.zeros(mp * kp, np.uint8)
+            rowsum = np.zeros(m, np.int32)
+            og, np_ = packed.og, packed.group_np
+            for g in range(packed.groups):
+                _dispatch.run("im2col", "cpu", xs, zxu, g * packed.cg, packed.cg, *geometry,
+                              cols, kp)
+                raw = _dispatch.run("gemm_raw", "cpu", cols.view(np.int32), mp, kp,
+                                    packed.group_panels[g], np_)
+                if lin.any_zw:
+                    _dispatch.run("row_sums", "cpu", cols.reshape(mp, kp)[:m], rowsum)
+                _dispatch.run("requantize_accumulators", "cpu", ep.mode, raw, 0, np_, m, og,
+                              rowsum, ep.zw, ep.cc, ep.ip, ep.fp, ep.cf0, ep.cf1, ep.ci0, ep.zo,
+                              ep.lo, ep.hi, out, g * og, o, g * og)
+    data = out.reshape((n,) + o3 + (o,)).transpose(0, 4, 1, 2, 3)
+    data = data[(slice(None), slice(None)) + (0,) * (3 - nd)]  # drop the unit dims of 1-D/2-D
+    return QTensor._per_tensor(data, out_dtype, so, zo)
+
+
+_CONV_DOC = """Quantized {nd}-D convolution{relu_text}, requantized to ``scale`` / ``zero_point``.
+
+    Reproduces ``torch.ao.nn.quantized.functional.conv{nd}d`` (the
+    ``torch.ops.quantized.conv{nd}d{relu_op}`` kernels) bit for bit under the
+    torch profiles, onnxruntime's QLinearConv under ``onnxruntime``, TFLite's
+    reference kernels under ``tflite`` / ``tflite_single``, and the exact
+    result under ``reference``.
+
+    Parameters
+    ----------
+    input : QTensor
+        Per-tensor, ``{layout}``; quint8 (torch profiles), quint8 or qint8
+        (onnxruntime, reference), qint8 (tflite).  Any strides: a channels-last
+        buffer (as conv outputs are) is used without a copy.
+    weight : QTensor or PackedConvWeight
+        ``(out_channels, in_channels / groups, {kernel})``, qint8 (onnxruntime
+        and reference also quint8), per-tensor or per-channel along axis 0.
+    bias : array_like, optional
+        ``out_channels`` float32 values (torch) or int32 values in the
+        accumulator scale (onnxruntime, tflite, reference), as for
+        :func:`qops.functional.linear`.
+    stride, padding, dilation : int or tuple of {nd} ints
+        Positive, non-negative and positive respectively.
+    groups : int
+        Divides both channel counts; ``groups == in_channels`` is a depthwise
+        convolution (run by its own kernel).
+    padding_mode : {{"zeros", "reflect", "replicate", "circular"}}
+        Zeros pads with the input zero point (every backend's behaviour);
+        the other modes, which torch's quantized convolutions lack, pad the
+        integers as torch's float ``Conv{nd}d`` pads floats.
+    scale, zero_point : float, int
+        Output quantization parameters (torch's defaults: 1.0, 0).
+    numerics : str, optional
+        Numerics profile (default: the active one).
+
+    Returns
+    -------
+    QTensor
+        Per-tensor, of the input's dtype, logically ``(N, out_channels,
+        *out_spatial)`` over a channels-last buffer.
+
+    Raises
+    ------
+    TypeError
+        Wrong input or weight types or dtypes for the profile, int32 bias for a
+        torch profile.
+    ValueError
+        Wrong ranks, in_channels not matching the weight, groups not dividing
+        the channels, non-positive stride or dilation, negative padding, a
+        kernel larger than the padded input, bias of the wrong length, nonzero
+        weight zero points for onednn / tflite, output zero point outside the
+        dtype.
+
+    Notes
+    -----
+    Padded taps read the input zero point, so they add exactly 0 to the int32
+    accumulator.  Under ``fbgemm``, depthwise 2-D and 3-D convolutions with
+    groups a multiple of 8, out_channels in {{C, 2C}}, square (cubic) 3/5/7
+    kernels, stride 1 or 2, dilation 1 and "same" padding use fbgemm's kernel, which adds products of
+    consecutive taps in pairs with int16 saturation; ``reference`` shows the
+    error that causes when activations exceed 127.
+"""
+
+
+def _make(nd, relu):
+    name = f"conv{nd}d" + ("_relu" if relu else "")
+
+    def conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+             padding_mode="zeros", scale=1.0, zero_point=0, *, numerics=None):
+        return _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, scale,
+                     zero_point, numerics, relu, nd, name)
+
+    layout = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[nd]
+    kernel = {1: "kW", 2: "kH, kW", 3: "kD, kH, kW"}[nd]
+    conv.__name__ = conv.__qualname__ = name
+    conv.__doc__ = _CONV_DOC.format(
+        nd=nd, relu_text=" followed by ReLU (fused: outputs clamp at the zero point)" if relu else "",
+        relu_op="_relu" if relu else "", layout=layout, kernel=kernel,
+    )
+    return conv
+
+
+conv1d = _make(1, False)
+conv2d = _make(2, False)
+conv3d = _make(3, False)
+conv1d_relu = _make(1, True)
+conv2d_relu = _make(2, True)
+conv3d_relu = _make(3, True)
