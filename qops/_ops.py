@@ -104,6 +104,19 @@ def _quantize_into(x, dtype, axis, scales, zps, float_zp, profile, device):
     return out
 
 
+def _per_channel_args(x, scales, zero_points, axis, dtype, op):
+    """Check a per-channel call: ``(axis, scales float64, zero points, float_zp)``."""
+    if x.ndim == 0:
+        raise ValueError(f"{op} needs at least a 1-D input (it has a channel axis)")
+    ax = check_axis(axis, x.ndim)
+    s = check_scales(scales)
+    n = x.shape[ax]
+    if s.size != n:
+        raise ValueError(f"scales has {s.size} entries but axis {ax} of the input has length {n}")
+    z, float_zp = check_zero_points(zero_points, dtype, n)
+    return ax, s, z, float_zp
+
+
 # ------------------------------------------------------------------ quantize
 def quantize_per_tensor(x, scale, zero_point, dtype, *, numerics=None) -> QTensor:
     """Quantize a float array with one scale and zero point.
@@ -193,14 +206,7 @@ def quantize_per_channel(x, scales, zero_points, axis, dtype, *, numerics=None) 
     profile = resolve_numerics(numerics)
     dtype = as_qdtype(dtype)
     x = as_float_input(x, "quantize_per_channel")
-    if x.ndim == 0:
-        raise ValueError("quantize_per_channel needs at least a 1-D input (it has a channel axis)")
-    ax = check_axis(axis, x.ndim)
-    s = check_scales(scales)
-    n = x.shape[ax]
-    if s.size != n:
-        raise ValueError(f"scales has {s.size} entries but axis {ax} of the input has length {n}")
-    z, float_zp = check_zero_points(zero_points, dtype, n)
+    ax, s, z, float_zp = _per_channel_args(x, scales, zero_points, axis, dtype, "quantize_per_channel")
     if float_zp and dtype is qint32:
         raise NotImplementedError("float zero points are supported for quint8, qint8 and the sub-byte types, not qint32")
     device = device_of(x)
@@ -443,13 +449,7 @@ def make_per_channel_qtensor(int_repr, scales, zero_points, axis, dtype, *, shap
         a = _unpack(a, dtype, shape, "make_per_channel_qtensor")
     elif shape is not None:
         raise ValueError("shape= is only for packed sub-byte dtypes; reshape the array instead")
-    if a.ndim == 0:
-        raise ValueError("make_per_channel_qtensor needs at least a 1-D array")
-    ax = check_axis(axis, a.ndim)
-    s = check_scales(scales)
-    if s.size != a.shape[ax]:
-        raise ValueError(f"scales has {s.size} entries but axis {ax} has length {a.shape[ax]}")
-    z, float_zp = check_zero_points(zero_points, dtype, a.shape[ax])
+    ax, s, z, _ = _per_channel_args(a, scales, zero_points, axis, dtype, "make_per_channel_qtensor")
     return QTensor._per_channel(a, dtype, s, z, ax)
 
 
@@ -508,14 +508,8 @@ def fake_quantize_per_channel_affine(x, scales, zero_points, axis, quant_min, qu
     """
     lo, hi = check_quant_range(quant_min, quant_max)
     x_arr = as_float_input(x, "fake_quantize_per_channel_affine")
-    if x_arr.ndim == 0:
-        raise ValueError("fake_quantize_per_channel_affine needs at least a 1-D input")
-    ax = check_axis(axis, x_arr.ndim)
-    s = check_scales(scales)
-    n = x_arr.shape[ax]
-    if s.size != n:
-        raise ValueError(f"scales has {s.size} entries but axis {ax} has length {n}")
-    z, float_zp = check_zero_points(zero_points, qint32, n)
+    ax, s, z, float_zp = _per_channel_args(x_arr, scales, zero_points, axis, qint32,
+                                           "fake_quantize_per_channel_affine")
     if float_zp:
         z = z.astype(np.float32)  # torch holds float zero points as float32
         variant = M.FQ_CHANNEL_FLOAT_ZP
