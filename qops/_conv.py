@@ -19,11 +19,12 @@ import numbers
 
 import numpy as np
 
-from ._linear import check_activation, overflow_bound, warn_overflow
+from ._device import is_cuda_array
+from ._linear import INT32_MAX, check_activation, overflow_bound, warn_overflow
 from ._packed import PackedLinearWeight, output_qparams
 from . import _dispatch
 from .dtypes import qint8, quint8
-from .kernels.cpu.gemm import KG, MR, NR, pack_weight
+from .kernels.cpu.gemm import KG, MR, NR, pack_activations, pack_weight
 from .numerics import resolve_numerics
 from .qtensor import QTensor
 
@@ -171,6 +172,15 @@ def _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, 
     sx, zx = x.q_scale(), x.q_zero_point()
     x_signed = x.dtype is qint8
     zxu = zx + 128 if x_signed else zx
+    if is_cuda_array(x._data):
+        if padding_mode != "zeros":
+            raise NotImplementedError(
+                f"{op}: padding_mode={padding_mode!r} is not implemented for CUDA input; use "
+                "input.cpu() (or padding_mode='zeros')"
+            )
+        data = _conv_cuda(x, packed, profile, nd, stride, padding, dilation, out_sp, so, zo,
+                          relu, op)
+        return QTensor._per_tensor(data, out_dtype, so, zo)
 
     # channels-last uint8, as (N, D, H, W, C)
     perm = (0,) + tuple(range(2, nd + 2)) + (1,)
@@ -208,6 +218,16 @@ def _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, 
             _dispatch.run("requantize_accumulators", "cpu", ep.mode, acc, 0, o, m, o,
                           np.zeros(m, np.int32), zeros, zeros, ep.ip, ep.fp, ep.cf0, ep.cf1,
                           ep.ci0, ep.zo, ep.lo, ep.hi, out, 0, o, 0)
+        elif packed.groups == 1 and k3 == (1, 1, 1) and s3 == (1, 1, 1) and p3 == (0, 0, 0):
+            # pointwise: the channels-last input already is the (M, C) matrix
+            a, mp, kp = pack_activations(xs.reshape(m, c))
+            rowsum = np.zeros(m, np.int32)
+            raw = _dispatch.run("gemm_raw", "cpu", a, mp, kp, packed.group_panels[0], packed.group_np)
+            if lin.any_zw:
+                _dispatch.run("row_sums", "cpu", xs.reshape(m, c), rowsum)
+            _dispatch.run("requantize_accumulators", "cpu", ep.mode, raw, 0, packed.group_np, m, o,
+                          rowsum, ep.zw, ep.cc, ep.ip, ep.fp, ep.cf0, ep.cf1, ep.ci0, ep.zo,
+                          ep.lo, ep.hi, out, 0, o, 0)
         else:
             kp = -(-ktot // KG) * KG
             mp = -(-m // MR) * MR
@@ -227,6 +247,70 @@ def _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, 
     data = out.reshape((n,) + o3 + (o,)).transpose(0, 4, 1, 2, 3)
     data = data[(slice(None), slice(None)) + (0,) * (3 - nd)]  # drop the unit dims of 1-D/2-D
     return QTensor._per_tensor(data, out_dtype, so, zo)
+
+
+def _conv_cuda(x, packed, profile, nd, stride, padding, dilation, out_sp, so, zo, relu, op):
+    """The CUDA path of :func:`_conv` (zero padding): the CPU pipeline's steps
+    with the CUDA twins of its kernels (``qops.kernels.cuda``) on device
+    arrays.  Returns the contiguous ``(N, O, *out_spatial)`` device output."""
+    from numba import cuda
+
+    from .kernels.cuda.conv import to_channels_first, to_channels_last
+    from .kernels.cuda.gemm import device_constant as dc
+
+    lin = packed.linear
+    out_dtype = x.dtype
+    signed = out_dtype is qint8
+    sx, zx = x.q_scale(), x.q_zero_point()
+    zxu = zx + 128 if signed else zx
+    n, c = x.shape[:2]
+    sp = tuple(x.shape[2:])
+    s_in = int(np.prod(sp))
+    o = packed.o
+    result = cuda.device_array((n, o) + tuple(out_sp), out_dtype.storage)
+    k3 = _as3(packed.kernel, nd, 1)
+    o3 = _as3(out_sp, nd, 1)
+    geometry = (k3 + _as3(stride, nd, 1) + _as3(padding, nd, 0) + _as3(dilation, nd, 1) + o3)
+    s_out = o3[0] * o3[1] * o3[2]
+    m = n * s_out
+    if m == 0:
+        return result
+    xs = cuda.device_array(n * s_in * c, np.uint8)
+    to_channels_last(x.contiguous()._data.reshape(n, c, s_in), signed, xs)
+    xs5 = xs.reshape((n,) + _as3(sp, nd, 1) + (c,))
+    ktot = int(np.prod(k3)) * packed.cg
+    if ktot * max(zxu, 255 - zxu) * lin.wmax > INT32_MAX:  # rare: scan on the host
+        bound = overflow_bound(ktot, xs.copy_to_host(), zxu, 0, 255, lin.wmax)
+        if bound:
+            warn_overflow(op, bound, 4)
+    ep = lin.epilogue(profile, sx, zx, so, zo, relu, out_dtype, signed)
+    out = cuda.device_array(m * o, out_dtype.storage)
+    if packed.dw_table is not None and packed.og <= 8:
+        quirk = profile == "fbgemm" and _fbgemm_depthwise_quirk(packed, nd, c, stride, padding, dilation)
+        acc = cuda.device_array(m * o, np.int32)
+        _dispatch.run("depthwise", "cuda", xs5, zxu, dc(packed.dw_table), dc(ep.zw), packed.og,
+                      *geometry, quirk, acc)
+        zeros = cuda.to_device(np.zeros(max(o, 1), np.int32))
+        _dispatch.run("requantize_accumulators", "cuda", ep.mode, acc, 0, o, m, o,
+                      cuda.to_device(np.zeros(m, np.int32)), zeros, zeros, dc(ep.ip), dc(ep.fp),
+                      ep.cf0, ep.cf1, ep.ci0, ep.zo, ep.lo, ep.hi, out, 0, o, 0)
+    else:
+        kp = -(-ktot // KG) * KG
+        mp = -(-m // MR) * MR
+        cols = cuda.to_device(np.zeros(mp * kp, np.uint8))
+        words = cols.view(np.int32)
+        rowsum = cuda.to_device(np.zeros(m, np.int32))
+        og, np_ = packed.og, packed.group_np
+        for g in range(packed.groups):
+            _dispatch.run("im2col", "cuda", xs5, zxu, g * packed.cg, packed.cg, *geometry, cols, kp)
+            raw = _dispatch.run("gemm_raw", "cuda", words, mp, kp, dc(packed.group_panels[g]), np_)
+            if lin.any_zw:
+                _dispatch.run("row_sums", "cuda", cols.reshape(mp, kp)[:m], rowsum)
+            _dispatch.run("requantize_accumulators", "cuda", ep.mode, raw, 0, np_, m, og, rowsum,
+                          dc(ep.zw), dc(ep.cc), dc(ep.ip), dc(ep.fp), ep.cf0, ep.cf1, ep.ci0,
+                          ep.zo, ep.lo, ep.hi, out, g * og, o, g * og)
+    to_channels_first(out.reshape(n, s_out, o), result.reshape(n * o * s_out))
+    return result
 
 
 _CONV_DOC = """Quantized {nd}-D convolution{relu_text}, requantized to ``scale`` / ``zero_point``.

@@ -22,6 +22,7 @@ def im2col(x, zx, c0, cg, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh
     """Fill ``out`` (flat uint8, row stride ``kp``) with the patches of group
     channels ``c0 : c0 + cg`` of ``x`` (``(N, D, H, W, C)`` uint8)."""
     n_, d_, h_, w_, c_ = x.shape
+    xf = x.reshape(x.size)
     zb = np.uint8(zx)
     rows = n_ * od * oh * ow
     for r in prange(rows):
@@ -31,21 +32,22 @@ def im2col(x, zx, c0, cg, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh
         t = t // oh
         oz = t % od
         n = t // od
-        base = r * kp
-        col = 0
+        dst = np.uint64(r * kp)
         for a in range(kd):
             iz = oz * sd - pd + a * dd
             for b in range(kh):
                 iy = oy * sh - ph + b * dh
                 for c in range(kw):
                     ix = ox * sw - pw + c * dw
+                    # unsigned offsets: no negative-index handling, so the copy vectorises
                     if 0 <= iz < d_ and 0 <= iy < h_ and 0 <= ix < w_:
-                        for ch in range(cg):
-                            out[base + col + ch] = x[n, iz, iy, ix, c0 + ch]
+                        src = np.uint64((((n * d_ + iz) * h_ + iy) * w_ + ix) * c_ + c0)
+                        for ch in range(np.uint64(0), np.uint64(cg)):
+                            out[dst + ch] = xf[src + ch]
                     else:
-                        for ch in range(cg):
-                            out[base + col + ch] = zb
-                    col += cg
+                        for ch in range(np.uint64(0), np.uint64(cg)):
+                            out[dst + ch] = zb
+                    dst += np.uint64(cg)
 
 
 @njit(**CPU)
@@ -73,8 +75,9 @@ def _depthwise_pixel(xf, zx, wt, wsum, zw, mult, c_, base_n, d_, h_, w_, oz, oy,
             for c in range(kw):
                 ix = ox * sw - pw + c * dw
                 inside = 0 <= iz < d_ and 0 <= iy < h_ and 0 <= ix < w_
-                xb = base_n + ((iz * h_ + iy) * w_ + ix) * c_
-                wb = t * o_
+                # unsigned offsets (only read when inside): loops vectorise
+                xb = np.uint64(base_n + ((iz * h_ + iy) * w_ + ix) * c_) if inside else np.uint64(0)
+                wb = np.uint64(t * o_)
                 if mult == 1 and not fbgemm_pairs:
                     if inside:  # the common case, vectorised across channels
                         for o in range(np.uint64(0), np.uint64(o_)):
