@@ -65,3 +65,17 @@ __all__ = [
     "requantize",
     "threading_layer",
 ]
+
+from . import functional  # noqa: E402
+
+__all__ += ["functional"]
+
+# observers, fake quantization, qconfig and calibration
+from . import fake_quantize, observer, qconfig  # noqa: E402
+from ._calibrate import calibrate  # noqa: E402
+
+__all__ += ["calibrate", "observer", "fake_quantize", "qconfig"]
+
+from . import nn  # noqa: E402
+
+__all__ += ["nn"]
