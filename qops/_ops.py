@@ -497,7 +497,8 @@ def fake_quantize_per_channel_affine(x, scales, zero_points, axis, quant_min, qu
     cast to int64 before clamping: NaN, infinities and values beyond int64
     go to ``quant_min``); they must lie in ``[quant_min, quant_max]``.
     Float zero points (torch's float-qparams form, e.g. for embeddings):
-    ``q = lrint(fl(zp + fl(x * fl(1/s))))``,
+    ``q = lrint(fl(x * fl(1/s) + zp))`` (one rounding: torch's CPU kernel is
+    compiled with a fused multiply-add there),
     ``y = fl((clamp(q) - zp) * s)`` in double; any finite value is allowed.
     Scales are used as float32, as torch requires.
 

@@ -44,6 +44,26 @@ def precompile(device="cpu", *, verbose=False) -> None:
         _ops.fake_quantize_per_tensor_affine(x, 0.05, 1, 0, 255)
         _ops.fake_quantize_per_channel_affine(x, [0.05, 0.07], [1, 2], 0, 0, 255)
     _precompile_linear_conv(dev, verbose)
+    _precompile_observers(dev, verbose)
+
+
+def _precompile_observers(dev, verbose):
+    """min/max (global and per channel) and histogram observers, torch's and
+    the reference profile's."""
+    from . import observer
+    from ._device import to_device
+    from .kernels._options import PARALLEL_MIN
+
+    if verbose:
+        print(f"precompile {dev} observers")
+    for n in (64, 4 * PARALLEL_MIN):
+        x = to_device(np.linspace(-3, 3, n, dtype=np.float32).reshape(4, -1), dev)
+        for numerics in (None, "reference"):
+            for obs in (observer.MinMaxObserver(numerics=numerics),
+                        observer.PerChannelMinMaxObserver(numerics=numerics),
+                        observer.HistogramObserver(numerics=numerics)):
+                obs(x)
+                obs.calculate_qparams()
 
 
 def _precompile_linear_conv(dev, verbose):

@@ -112,3 +112,15 @@ def test_fake_quantize_per_channel_float_zero_points_match_torch(lo, hi, rng):
     want = (y.detach().numpy(), xt.grad.numpy() != 0)
     got = qops.fake_quantize_per_channel_affine(x, scales, zps, axis, lo, hi, return_mask=True)
     assert_same(got, want, "float zero points")
+
+
+def test_fake_quantize_float_zero_point_is_fused():
+    """torch 2.13.0's CPU kernel computes ``zp + x * inv`` with one rounding:
+    this element differs between one and two roundings (measured)."""
+    x = np.float32([[-0.4375]])
+    s, z = np.float32([0.012745098]), np.float32([161.82692])
+    xt = torch.from_numpy(x.copy())
+    want = torch.fake_quantize_per_channel_affine(xt, torch.from_numpy(s), torch.from_numpy(z), 0, 0, 255)
+    got = qops.fake_quantize_per_channel_affine(x, s, z, 0, 0, 255)
+    np.testing.assert_array_equal(got.view(np.uint32), want.numpy().view(np.uint32))
+    assert got[0, 0] == np.float32(-0.4438725)

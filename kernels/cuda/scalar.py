@@ -370,7 +370,7 @@ def fake_quantize_one(variant, x, s, inv, zp, qmin, qmax):
     """
     if variant == FQ_CHANNEL_FLOAT_ZP:
         zf = np.float32(zp)
-        qv = lrint64(np.float64(add32(zf, mul32(x, inv))))
+        qv = lrint64(np.float64(fma32(x, inv, zf)))  # one rounding, as torch's CPU build
         qc = clamp_int(qv, qmin, qmax)
         y = np.float32(mul64(np.float64(qc) - np.float64(zf), np.float64(s)))
         return y, (qv >= qmin and qv <= qmax)
