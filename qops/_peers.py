@@ -2,7 +2,8 @@
 
 A *peer* is the library whose integer arithmetic a numerics profile
 reproduces: torch 2.13 (engines ``fbgemm``, ``qnnpack``, ``onednn``) and
-onnxruntime (with ``onnx`` to build the tiny models it runs).  Peers are
+onnxruntime (with ``onnx`` to build the tiny models it runs: QuantizeLinear,
+DequantizeLinear, QLinearMatMul, com.microsoft QGemm and QLinearConv).  Peers are
 optional: they are imported lazily, only when the report asks for them, and a
 peer that cannot be imported is reported as "not installed", never as a
 failure.  qops itself never needs them at run time.
@@ -185,6 +186,44 @@ class _TorchPeer:
             q = self.torch.quantize_per_tensor(f, float(out_scale), int(out_zp), self._dtype(out_dtype))
             return self._ints(q, out_dtype, ints.size)
 
+    def linear(self, engine, x, sx, zx, w, sw, zw, bias, so, zo, relu=False):
+        """``torch.ops.quantized.linear[_relu]`` with a ``linear_prepack``-ed weight.
+
+        ``x`` uint8 ``(M, K)`` (quint8), ``w`` int8 ``(N, K)`` (qint8),
+        per-tensor (scalar ``sw``/``zw``) or per-channel along axis 0 (arrays);
+        ``bias`` float32 or ``None``.  Returns the uint8 ``(M, N)`` output.
+        """
+        self.engine(engine)
+        torch = self.torch
+        with _quiet():
+            xq = self._qtensor(x, sx, zx, None)
+            wq = self._qtensor(w, sw, zw, 0 if np.ndim(sw) else None)
+            b = None if bias is None else torch.from_numpy(np.asarray(bias, np.float32))
+            packed = torch.ops.quantized.linear_prepack(wq, b)
+            op = torch.ops.quantized.linear_relu if relu else torch.ops.quantized.linear
+            return op(xq, packed, float(so), int(zo)).int_repr().numpy()
+
+    def conv(self, engine, x, sx, zx, w, sw, zw, bias, so, zo, stride, padding, dilation, groups,
+             relu=False):
+        """``torch.ops.quantized.conv{n}d[_relu]`` with a ``conv{n}d_prepack``-ed weight.
+
+        ``x`` uint8 ``(N, C, *spatial)``, ``w`` int8 ``(O, C / groups, *kernel)``;
+        ``stride``/``padding``/``dilation`` tuples of ``n`` ints.  Returns the
+        uint8 output, logically ``(N, O, *out_spatial)``.
+        """
+        self.engine(engine)
+        torch = self.torch
+        nd = np.ndim(w) - 2
+        with _quiet():
+            xq = self._qtensor(x, sx, zx, None)
+            wq = self._qtensor(w, sw, zw, 0 if np.ndim(sw) else None)
+            b = None if bias is None else torch.from_numpy(np.asarray(bias, np.float32))
+            prepack = getattr(torch.ops.quantized, f"conv{nd}d_prepack")
+            packed = prepack(wq, b, list(stride), list(padding), list(dilation), int(groups))
+            op = getattr(torch.ops.quantized, f"conv{nd}d" + ("_relu" if relu else ""))
+            return op(xq, packed, float(so), int(zo)).int_repr().numpy()
+
+
     def fake_quantize(self, engine, x, scale, zp, axis, quant_min, quant_max):
         """Forward output and the straight-through gradient mask (from backward)."""
         self.engine(engine)
@@ -225,6 +264,7 @@ class _OrtPeer:
         self._options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         self._options.intra_op_num_threads = 1
         self._options.log_severity_level = 3
+        self._sessions = {}
 
     # ---------------------------------------------------------------- helpers
     def _qparams(self, prefix, scale, zp, dtype):
@@ -291,3 +331,129 @@ class _OrtPeer:
         qnodes, out_type = self._quantize_nodes("f", out_dtype, None, "o")
         inits = self._qparams("i", scale, zp, dtype) + self._qparams("o", out_scale, out_zp, out_dtype)
         return self._run(nodes + qnodes, self._types[dtype], out_type, inits, ints, ints.ndim)
+
+    # -------------------------------------------------------- linear / conv
+    def _session(self, key, build):
+        """An InferenceSession per model configuration ``key`` (built once by ``build()``)."""
+        sess = self._sessions.get(key)
+        if sess is None:
+            h = self.onnx.helper
+            nodes, inputs, outputs, opsets = build()
+            graph = h.make_graph(nodes, "qops_report", inputs, outputs)
+            model = h.make_model(graph, opset_imports=[h.make_opsetid(d, v) for d, v in opsets])
+            model.ir_version = 10
+            sess = self.ort.InferenceSession(model.SerializeToString(), self._options,
+                                             providers=["CPUExecutionProvider"])
+            self._sessions[key] = sess
+        return sess
+
+    def _elem(self, array_dtype):
+        return {np.dtype(np.uint8): self.onnx.TensorProto.UINT8, np.dtype(np.int8): self.onnx.TensorProto.INT8,
+                np.dtype(np.int32): self.onnx.TensorProto.INT32,
+                np.dtype(np.float32): self.onnx.TensorProto.FLOAT}[np.dtype(array_dtype)]
+
+    def _info(self, name, dtype, shape):
+        return self.onnx.helper.make_tensor_value_info(name, self._elem(dtype), shape)
+
+    @staticmethod
+    def _int32_bias(bias, sx, sw):
+        """A float bias as converters quantize it: ``rne(b / (double(sx) * double(sw_j)))``."""
+        if bias is None:
+            return None
+        b = np.asarray(bias, np.float32).astype(np.float64)
+        sw64 = np.asarray(sw, np.float64).astype(np.float32).astype(np.float64)
+        q = np.rint(b / (np.float64(np.float32(sx)) * sw64))
+        return np.clip(q, -(2**31), 2**31 - 1).astype(np.int32)
+
+    def _feeds(self, x, sx, zx, w, sw, zw, so, zo):
+        return {
+            "x": np.ascontiguousarray(x), "x_scale": np.asarray(sx, np.float32),
+            "x_zp": np.asarray(zx).astype(x.dtype),
+            "w_scale": np.asarray(sw, np.float32), "w_zp": np.asarray(zw).astype(w.dtype),
+            "y_scale": np.asarray(so, np.float32), "y_zp": np.asarray(zo).astype(x.dtype),
+        }
+
+    def linear(self, x, sx, zx, w, sw, zw, bias, so, zo, relu=False):
+        """QLinearMatMul (no bias) or com.microsoft QGemm with ``transB=1`` and
+        the float bias quantized to int32 (:meth:`_int32_bias`).
+
+        ``x`` uint8 or int8 ``(M, K)``, ``w`` int8 ``(N, K)``, per-tensor or
+        per-column (per output channel) weight parameters.  ONNX has no fused
+        ReLU here: ``relu`` clamps the output at ``zo`` (a following Relu).
+        """
+        x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+        per_column = np.ndim(sw) == 1
+        wshape = ["N"] if per_column else []
+        kind = "matmul" if bias is None else "gemm"
+
+        def build():
+            h = self.onnx.helper
+            inputs = [
+                self._info("x", x.dtype, ["M", "K"]), self._info("x_scale", np.float32, []),
+                self._info("x_zp", x.dtype, []),
+                self._info("w", w.dtype, ["K", "N"] if kind == "matmul" else ["N", "K"]),
+                self._info("w_scale", np.float32, wshape), self._info("w_zp", w.dtype, wshape),
+            ]
+            names = ["x", "x_scale", "x_zp", "w", "w_scale", "w_zp"]
+            if kind == "gemm":
+                inputs.append(self._info("b", np.int32, ["N"]))
+                names.append("b")
+            inputs += [self._info("y_scale", np.float32, []), self._info("y_zp", x.dtype, [])]
+            names += ["y_scale", "y_zp"]
+            outputs = [self._info("y", x.dtype, ["M", "N"])]
+            if kind == "matmul":
+                return [h.make_node("QLinearMatMul", names, ["y"])], inputs, outputs, [("", self.OPSET)]
+            node = h.make_node("QGemm", names, ["y"], domain="com.microsoft", transB=1)
+            return [node], inputs, outputs, [("", self.OPSET), ("com.microsoft", 1)]
+
+        sess = self._session(("linear", kind, x.dtype.name, w.dtype.name, per_column), build)
+        feeds = self._feeds(x, sx, zx, w, sw, zw, so, zo)
+        if kind == "matmul":
+            feeds["w"] = np.ascontiguousarray(w.T)
+        else:
+            feeds["w"] = w
+            feeds["b"] = self._int32_bias(bias, sx, sw)
+        y = sess.run(None, feeds)[0]
+        return np.maximum(y, np.asarray(zo).astype(y.dtype)) if relu else y
+
+    def conv(self, x, sx, zx, w, sw, zw, bias, so, zo, stride, padding, dilation, groups, relu=False):
+        """QLinearConv (symmetric ``pads``) with the float bias quantized to
+        int32 (:meth:`_int32_bias`); ``relu`` clamps at ``zo``.
+
+        ``x`` uint8 or int8 ``(N, C, *spatial)``, ``w`` int8 ``(O, C / groups,
+        *kernel)``, per-tensor or per-output-channel weight parameters.
+        """
+        x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+        nd = x.ndim - 2
+        per_channel = np.ndim(sw) == 1
+        kernel = tuple(int(k) for k in w.shape[2:])
+        geometry = (kernel, tuple(stride), tuple(padding), tuple(dilation), int(groups))
+
+        def build():
+            h = self.onnx.helper
+            wshape = ["O"] if per_channel else []
+            sp = [f"s{i}" for i in range(nd)]
+            inputs = [
+                self._info("x", x.dtype, ["N", "C"] + sp), self._info("x_scale", np.float32, []),
+                self._info("x_zp", x.dtype, []), self._info("w", w.dtype, ["O", "Cg", *kernel]),
+                self._info("w_scale", np.float32, wshape), self._info("w_zp", w.dtype, wshape),
+                self._info("y_scale", np.float32, []), self._info("y_zp", x.dtype, []),
+            ]
+            names = ["x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp"]
+            if bias is not None:
+                inputs.append(self._info("b", np.int32, ["O"]))
+                names.append("b")
+            node = h.make_node("QLinearConv", names, ["y"], kernel_shape=list(kernel),
+                               strides=list(stride), pads=list(padding) * 2, dilations=list(dilation),
+                               group=int(groups))
+            outputs = [self._info("y", x.dtype, ["N", "O"] + [f"o{i}" for i in range(nd)])]
+            return [node], inputs, outputs, [("", self.OPSET)]
+
+        key = ("conv", x.dtype.name, w.dtype.name, nd, per_channel, bias is not None, geometry)
+        sess = self._session(key, build)
+        feeds = self._feeds(x, sx, zx, w, sw, zw, so, zo)
+        feeds["w"] = w
+        if bias is not None:
+            feeds["b"] = self._int32_bias(bias, sx, sw)
+        y = sess.run(None, feeds)[0]
+        return np.maximum(y, np.asarray(zo).astype(y.dtype)) if relu else y

@@ -1,4 +1,4 @@
-"""The ``qops`` command line: ``qops report`` and ``qops precompile``.
+"""The ``qops`` command line: ``qops report``, ``qops bench`` and ``qops precompile``.
 
 ``qops report`` runs the conformance sweep (:mod:`qops.report`) and prints
 one row per (op, numerics profile): the peer it was compared with, how many
@@ -8,6 +8,11 @@ an installed peer (or an op fails), 0 otherwise, and 2 on a usage error.
 
 Set ``QOPS_REPORT_DISABLE_PEERS=torch,onnxruntime`` (any subset) to treat
 those peers as not installed.
+
+``qops bench`` times qops's linear and conv2d modules beside torch (engine
+``x86``, prepacked weights) and onnxruntime on the fixed benchmark set of
+:mod:`qops._bench` (the shapes of the asv classes ``QLinear`` / ``QConv2d``)
+and prints one row per shape with the ratio of torch's time to qops's.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``qops`` argument parser (subcommands ``report`` and ``precompile``)."""
+    """The ``qops`` argument parser (subcommands ``report``, ``bench`` and ``precompile``)."""
     from . import report
 
     parser = argparse.ArgumentParser(
@@ -66,6 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-progress", action="store_true", help="do not draw the progress bar on stderr")
     rep.set_defaults(subparser=rep)
 
+    ben = sub.add_parser(
+        "bench",
+        help="time qops's linear and conv2d beside torch and onnxruntime on the fixed set",
+        description=(
+            "Time qops.nn.Linear / Conv2d (pre-packed weights, profile fbgemm) beside torch "
+            "(engine x86, prepacked) and onnxruntime (QLinearMatMul / QLinearConv) on the fixed "
+            "benchmark set, all on the same number of threads.  Compilation is excluded (each "
+            "callable runs once first); each time is the minimum over interleaved repeats.  "
+            "Prints ms per call, torch/qops (qops's throughput relative to torch) and qops's GOPS, "
+            "then the geometric mean of torch/qops."
+        ),
+    )
+    ben.add_argument("--quick", action="store_true", help="tiny shapes, few repeats (a smoke test, seconds)")
+    ben.add_argument("--threads", type=int, default=2, help="threads for every implementation (default 2)")
+    ben.add_argument("--repeats", type=int, default=None,
+                     help="interleaved samples per implementation (default 7; 2 with --quick)")
+    ben.add_argument("--json", metavar="FILE", help="also write the timings as JSON to FILE")
+    ben.set_defaults(subparser=ben)
+
     pre = sub.add_parser(
         "precompile",
         help="compile the kernels now (Numba caches them on disk)",
@@ -86,7 +110,56 @@ def main(argv=None) -> int:
         return 2
     if args.command == "precompile":
         return _precompile(args)
+    if args.command == "bench":
+        return _bench(args, argv)
     return _report(args, argv)
+
+
+def _bench(args, argv) -> int:
+    from . import _bench as bench
+
+    if args.threads < 1:
+        args.subparser.error(f"--threads must be a positive integer, got {args.threads}")
+    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 7)
+    if repeats < 1:
+        args.subparser.error(f"--repeats must be a positive integer, got {repeats}")
+    cases = bench.QUICK_CASES if args.quick else bench.LINEAR_CASES + bench.CONV2D_CASES
+    t0 = time.perf_counter()
+    print(f"qops bench: {len(cases)} shapes, {args.threads} threads, min of {repeats} interleaved repeats",
+          file=sys.stderr)
+    rows = bench.time_cases(cases, threads=args.threads, repeats=repeats,
+                            target=0.005 if args.quick else 0.05,
+                            progress=lambda row: print(f"  {row.case.name} done", file=sys.stderr))
+    wall = time.perf_counter() - t0
+    print(bench.format_table(rows))
+    gm = bench.geometric_mean_ratio(rows)
+    print()
+    print("ms: per call, minimum over repeats. torch/qops: torch's time over qops's "
+          "(above 1: qops is faster). GOPS: 2*MACs / qops's time.")
+    if gm is None:
+        print("geometric mean of qops/torch throughput: — (torch not installed)")
+    else:
+        print(f"geometric mean of qops/torch throughput: {gm:.2f} over {len(rows)} shapes")
+    wait_policy = os.environ.get("OMP_WAIT_POLICY")
+    if wait_policy is None:
+        print("note: torch's OpenMP threads spin while waiting; on a machine busy with other work this "
+              "slows torch many times over: compare with OMP_WAIT_POLICY=PASSIVE set")
+    if args.json:
+        doc = {
+            "schema": "qops-bench/1",
+            "command": ["qops", *argv],
+            "options": {"quick": args.quick, "threads": args.threads, "repeats": repeats,
+                        "omp_wait_policy": wait_policy},
+            "versions": _versions(),
+            "cpu": _cpu(),
+            "wall_s": round(wall, 3),
+            "geometric_mean_ratio": gm,
+            "rows": [r.as_dict() for r in rows],
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1, allow_nan=False, default=_json_default)
+            f.write("\n")
+    return 0
 
 
 def _precompile(args) -> int:

@@ -7,6 +7,20 @@ onnxruntime for ``onnxruntime``; TFLite is not installable here, so the
 ``tflite`` profiles have none) and measured against the ``reference``
 profile, the ideal result.
 
+Besides quantize, dequantize, requantize and fake quantization, the report
+covers ``linear`` / ``linear_relu`` and ``conv1d`` / ``conv2d`` / ``conv3d`` /
+``conv2d_relu`` on small full-range cases (per-tensor and per-channel
+weights, symmetric or not, bias or not; grouped, depthwise, strided and
+dilated convolutions, and fbgemm's int16-saturating depthwise kernel).  Each
+case names the profiles it applies to (:attr:`Case.profiles`): uint8
+activations run under the torch profiles, onnxruntime and reference, int8
+activations under onnxruntime, tflite, tflite_single and reference, and
+weights with nonzero zero points skip onednn and the tflite profiles, which
+need symmetric weights.  Their peers are torch's ``quantized.linear`` /
+``conv{n}d`` with the engine named like the profile and onnxruntime's
+QLinearMatMul, QGemm (with a bias) and QLinearConv; the reference column is
+in LSB of the output.
+
 Adding an op takes one :func:`register` call with a :class:`Sweep`: a name, a
 function that builds the list of :class:`Case` objects from
 :class:`SweepData`, the qops call (case, profile) -> result, the peer calls
@@ -31,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 import zlib
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -48,6 +63,7 @@ from ._ops import (
     requantize,
 )
 from .dtypes import QDType, qint8, qint32, quint4x2, quint8
+from .functional import conv1d, conv2d, conv2d_relu, conv3d, linear, linear_relu
 from .numerics import TORCH_PROFILES, available_numerics
 
 __all__ = [
@@ -114,12 +130,20 @@ class Case:
         The input values aligned with the result's elements (for examples).
     counted : ndarray of bool, optional
         Elements that count in the reference column (``None``: all).
+    profiles : tuple of str, optional
+        The profiles the case runs under (``None``: every profile of its
+        sweep), e.g. int8 activations only where a profile takes them.
     """
 
     label: str
     args: Mapping[str, Any]
     inputs: Optional[np.ndarray] = None
     counted: Optional[np.ndarray] = None
+    profiles: Optional[tuple] = None
+
+    def applies(self, profile: str) -> bool:
+        """Whether the case runs under ``profile``."""
+        return self.profiles is None or profile in self.profiles
 
 
 @dataclasses.dataclass(frozen=True)
@@ -567,6 +591,200 @@ for _name, _per_channel in (("fake_quantize_per_tensor_affine", False), ("fake_q
     ))
 
 
+# ------------------------------------------------------- linear and conv
+#: Profiles that take uint8 (quint8) and int8 (qint8) activations; weights
+#: with nonzero zero points are left out of onednn and the tflite profiles,
+#: which need symmetric weights.
+_U8_PROFILES = ("fbgemm", "qnnpack", "onednn", "onnxruntime", "reference")
+_S8_PROFILES = ("onnxruntime", "tflite", "tflite_single", "reference")
+_SYMMETRIC_ONLY = ("onednn", "tflite", "tflite_single")
+
+
+def _f32(v):
+    """Scales as float32 values (so every peer's narrowing agrees)."""
+    return np.asarray(v, np.float64).astype(np.float32).astype(np.float64)
+
+
+def _weighted_case(data, key, op, act, x_shape, w_shape, k, per_channel, symmetric, with_bias, relu,
+                   geometry=None):
+    """One linear / conv case: full-range integers, qparams that spread the output.
+
+    ``k`` is the number of products in one accumulator (``K`` or
+    ``C/groups * prod(kernel)``); the output scale is drawn around the
+    accumulator's spread so outputs cover the range and also saturate.
+    """
+    rng = data.rng(op, *key, act, per_channel, symmetric, with_bias)
+    xdt = np.uint8 if act == "u8" else np.int8
+    info = np.iinfo(xdt)
+    x = rng.integers(info.min, info.max, x_shape, endpoint=True).astype(xdt)
+    w = rng.integers(-128, 127, w_shape, endpoint=True).astype(np.int8)
+    i = zlib.crc32(repr(key).encode())
+    zx = (info.min, info.max, int(rng.integers(info.min, info.max, endpoint=True)))[i % 3]
+    zo = (info.max, int(rng.integers(info.min, info.max, endpoint=True)), info.min)[i % 3]
+    o = w_shape[0]
+    sx = float(_f32(np.exp2(rng.uniform(-8, -2))))
+    if per_channel:
+        sw = _f32(np.exp2(rng.uniform(-10, -4, o)))
+        zw = np.zeros(o, np.int64) if symmetric else rng.integers(-5, 5, o, endpoint=True)
+        sw_typ = float(np.mean(sw))
+    else:
+        sw = float(_f32(np.exp2(rng.uniform(-10, -4))))
+        zw = 0 if symmetric else int(rng.choice([-5, -3, 2, 4, 5]))
+        sw_typ = sw
+    spread = sx * sw_typ * 110.0 * 74.0 * np.sqrt(k)
+    so = float(_f32(spread / 40.0 * np.exp2(rng.uniform(-1.5, 1.5))))
+    bias = (rng.normal(0.0, 30.0, o) * so).astype(np.float32) if with_bias else None
+    profiles = _U8_PROFILES if act == "u8" else _S8_PROFILES
+    if not symmetric:
+        profiles = tuple(p for p in profiles if p not in _SYMMETRIC_ONLY)
+    desc = (f"{'uint8' if act == 'u8' else 'int8'} x{list(x_shape)} w{list(w_shape)}"
+            f"{' per-channel' if per_channel else ''} zw={'0' if symmetric else 'mixed'}"
+            f"{' bias' if with_bias else ''}")
+    if geometry is not None:
+        stride, padding, dilation, groups = geometry
+        desc += f" stride={stride} padding={padding} dilation={dilation} groups={groups}"
+    args = {"x": x, "sx": sx, "zx": zx, "w": w, "sw": sw, "zw": zw, "bias": bias, "so": so, "zo": zo,
+            "relu": relu, "geometry": geometry}
+    return Case(desc, args, profiles=profiles)
+
+
+def _weighted_qtensors(a):
+    xq = make_per_tensor_qtensor(a["x"], a["sx"], a["zx"], quint8 if a["x"].dtype == np.uint8 else qint8)
+    if np.ndim(a["sw"]):
+        wq = make_per_channel_qtensor(a["w"], a["sw"], a["zw"], 0, qint8)
+    else:
+        wq = make_per_tensor_qtensor(a["w"], a["sw"], a["zw"], qint8)
+    return xq, wq
+
+
+#: (M, K, N) of the linear sweep; the quick sweep takes the first two.
+_LINEAR_SHAPES = ((3, 31, 5), (17, 64, 33), (1, 1, 1), (40, 257, 48), (64, 1000, 7))
+
+
+def _linear_cases(data, relu):
+    shapes = _LINEAR_SHAPES[:2] if data.quick else _LINEAR_SHAPES
+    variants = ((False, False), (True, True)) if data.quick else \
+        ((False, False), (True, False), (False, True), (True, True))
+    out = []
+    for m, k, n in shapes:
+        for per_channel, with_bias in variants:
+            for act in ("u8", "s8"):
+                for symmetric in (True, False):
+                    out.append(_weighted_case(data, (m, k, n), "linear", act, (m, k), (n, k), k,
+                                              per_channel, symmetric, with_bias, relu))
+    return out
+
+
+def _linear_run(case, profile):
+    a = case.args
+    xq, wq = _weighted_qtensors(a)
+    f = linear_relu if a["relu"] else linear
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # accumulator-overflow notice
+        return f(xq, wq, a["bias"], a["so"], a["zo"], numerics=profile).int_repr()
+
+
+def _linear_torch(peer, case, profile):
+    a = case.args
+    return peer.linear(profile, a["x"], a["sx"], a["zx"], a["w"], a["sw"], a["zw"], a["bias"],
+                       a["so"], a["zo"], relu=a["relu"])
+
+
+def _linear_ort(peer, case, profile):
+    a = case.args
+    return peer.linear(a["x"], a["sx"], a["zx"], a["w"], a["sw"], a["zw"], a["bias"], a["so"], a["zo"],
+                       relu=a["relu"])
+
+
+for _name, _relu in (("linear", False), ("linear_relu", True)):
+    register(Sweep(
+        name=_name,
+        cases=(lambda r: lambda data: _linear_cases(data, r))(_relu),
+        run=_linear_run,
+        peers={"torch": _linear_torch, "onnxruntime": _linear_ort},
+    ))
+
+
+#: Convolution geometries: (batch, in_channels, spatial, out_channels, kernel,
+#: stride, padding, dilation, groups); the quick sweep takes those marked.
+_CONV_GEOMETRIES = {
+    1: [
+        (2, 4, (11,), 6, (3,), (1,), (1,), (1,), 1, True),
+        (1, 8, (16,), 8, (5,), (2,), (2,), (1,), 8, False),  # depthwise
+        (1, 6, (13,), 4, (2,), (1,), (0,), (2,), 2, False),
+    ],
+    2: [
+        (1, 3, (9, 9), 4, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),
+        # fbgemm's depthwise kernel: 16 channels, 3x3, "same": its int16
+        # pair sums saturate on full-range activations
+        (1, 16, (8, 8), 16, (3, 3), (1, 1), (1, 1), (1, 1), 16, True),
+        (2, 8, (7, 6), 6, (3, 2), (2, 1), (0, 1), (1, 1), 1, False),
+        (1, 8, (10, 10), 16, (3, 3), (2, 2), (1, 1), (1, 1), 8, False),  # depthwise x2, stride 2
+        (1, 4, (6, 7), 6, (1, 1), (1, 1), (0, 0), (1, 1), 2, False),  # grouped 1x1
+        (1, 6, (9, 8), 4, (3, 3), (1, 1), (2, 2), (2, 2), 1, False),  # dilation 2
+        (1, 8, (7, 7), 8, (5, 5), (1, 1), (2, 2), (1, 1), 8, False),  # depthwise 5x5
+    ],
+    3: [
+        (1, 3, (4, 5, 5), 4, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1, True),
+        (1, 8, (4, 4, 4), 8, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 8, False),  # depthwise
+        (1, 4, (3, 6, 5), 4, (1, 2, 3), (1, 2, 1), (0, 1, 1), (1, 1, 1), 2, False),
+    ],
+}
+
+
+def _conv_cases(data, nd, relu):
+    out = []
+    for n, c, spatial, o, kernel, stride, padding, dilation, groups, in_quick in _CONV_GEOMETRIES[nd]:
+        if data.quick and not in_quick:
+            continue
+        key = (nd, n, c, spatial, o, kernel, stride, padding, dilation, groups)
+        variants = ((True, True),) if data.quick else ((False, False), (True, True), (False, True))
+        k = c // groups * int(np.prod(kernel))
+        for per_channel, with_bias in variants:
+            for act in ("u8", "s8"):
+                for symmetric in (True, False):
+                    out.append(_weighted_case(data, key, f"conv{nd}d", act, (n, c) + spatial,
+                                              (o, c // groups) + kernel, k, per_channel, symmetric,
+                                              with_bias, relu, (stride, padding, dilation, groups)))
+    return out
+
+
+def _conv_run(case, profile):
+    a = case.args
+    xq, wq = _weighted_qtensors(a)
+    stride, padding, dilation, groups = a["geometry"]
+    nd = a["x"].ndim - 2
+    f = _CONV_FUNCTIONS[(nd, a["relu"])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        y = f(xq, wq, a["bias"], stride, padding, dilation, groups, scale=a["so"], zero_point=a["zo"],
+              numerics=profile)
+    return y.int_repr()
+
+
+def _conv_torch(peer, case, profile):
+    a = case.args
+    return peer.conv(profile, a["x"], a["sx"], a["zx"], a["w"], a["sw"], a["zw"], a["bias"], a["so"],
+                     a["zo"], *a["geometry"], relu=a["relu"])
+
+
+def _conv_ort(peer, case, profile):
+    a = case.args
+    return peer.conv(a["x"], a["sx"], a["zx"], a["w"], a["sw"], a["zw"], a["bias"], a["so"], a["zo"],
+                     *a["geometry"], relu=a["relu"])
+
+
+_CONV_FUNCTIONS = {(1, False): conv1d, (2, False): conv2d, (3, False): conv3d, (2, True): conv2d_relu}
+
+for (_nd, _relu) in _CONV_FUNCTIONS:
+    register(Sweep(
+        name=f"conv{_nd}d" + ("_relu" if _relu else ""),
+        cases=(lambda nd, r: lambda data: _conv_cases(data, nd, r))(_nd, _relu),
+        run=_conv_run,
+        peers={"torch": _conv_torch, "onnxruntime": _conv_ort},
+    ))
+
+
 # -------------------------------------------------------------------- engine
 @dataclasses.dataclass
 class Row:
@@ -711,7 +929,7 @@ def run_report(ops=None, profiles=None, *, quick=False, seed=0, progress=None) -
         if sweep.name not in cases:
             cases[sweep.name] = list(sweep.cases(data))
     if progress is not None:
-        progress.total = sum(len(cases[s.name]) for s, _ in selection)
+        progress.total = sum(sum(c.applies(p) for c in cases[s.name]) for s, p in selection)
     references: dict = {}
     rows = []
     for sweep, profile in selection:
@@ -734,6 +952,8 @@ def _run_row(sweep, profile, cases, references, progress):
             row.peer_status = e.status
     peer_call = sweep.peers.get(peer_name)
     for idx, case in enumerate(cases):
+        if not case.applies(profile):
+            continue
         if progress is not None:
             progress.set_label(f"{sweep.name} {profile} {case.label}")
         row.cases += 1

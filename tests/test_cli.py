@@ -3,7 +3,7 @@
 End-to-end runs of ``python -m qops report`` in subprocesses (the quick sweep
 compares about half a million values with the installed peers), plus
 in-process tests of the parser, the progress bar, the distances and the
-sweep registry.
+sweep registry; ``qops bench --quick`` and the benchmark set.
 """
 
 import importlib.util
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qops import _peers, cli, report
+from qops import _bench, _peers, cli, report
 from qops._progress import Progress
 from qops.numerics import available_numerics
 
@@ -30,7 +30,14 @@ OPS = (
     "requantize",
     "fake_quantize_per_tensor_affine",
     "fake_quantize_per_channel_affine",
+    "linear",
+    "linear_relu",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv2d_relu",
 )
+WEIGHTED_OPS = OPS[6:]
 ROW_KEYS = {
     "op", "profile", "peer", "peer_status", "peer_version", "unit", "cases", "cases_compared",
     "values", "values_compared", "mismatches", "max_diff_vs_reference", "worst_vs_reference",
@@ -134,6 +141,42 @@ def test_report_prints_table_and_progress(quick_report):
     assert len(bar_lines) == 1, proc.stderr[-2000:]
     total = sum(r["cases"] for r in doc["rows"])
     assert f"{total}/{total} 100%" in bar_lines[0].split("\r")[-1]
+
+
+def test_report_linear_and_conv_rows(quick_report):
+    """linear and conv rows: each profile runs the cases of its activation dtype
+    (uint8 for the torch profiles, int8 for tflite, both for onnxruntime and
+    reference) and, where it needs symmetric weights, only those."""
+    _, doc = quick_report
+    rows = {(r["op"], r["profile"]): r for r in doc["rows"]}
+    for op in WEIGHTED_OPS:
+        n = rows[(op, "reference")]["cases"]
+        assert n > 0 and n % 4 == 0
+        assert rows[(op, "onnxruntime")]["cases"] == n
+        for profile in ("fbgemm", "qnnpack"):
+            assert rows[(op, profile)]["cases"] == n // 2
+        for profile in ("onednn", "tflite", "tflite_single"):
+            assert rows[(op, profile)]["cases"] == n // 4
+        for profile in TORCH_PROFILES + ("onnxruntime",):
+            row = rows[(op, profile)]
+            assert row["errors"] == [], row["errors"][:3]
+            if row["peer_status"] == "ok":
+                assert row["cases_compared"] == row["cases"]
+                assert row["values_compared"] == row["values"] > 0
+                assert row["mismatches"] == 0, row["mismatch_cases"][:3]
+
+
+def test_report_shows_fbgemm_depthwise_saturation(quick_report):
+    """The 16-channel depthwise 3x3 case runs fbgemm's int16-saturating kernel:
+    qops matches torch there (0 mismatches above) and is far from the exact
+    result, which qnnpack reaches."""
+    _, doc = quick_report
+    rows = {(r["op"], r["profile"]): r for r in doc["rows"]}
+    for op in ("conv2d", "conv2d_relu"):
+        fb = rows[(op, "fbgemm")]
+        assert fb["max_diff_vs_reference"] > 8, fb["worst_vs_reference"]
+        assert "w[16, 1, 3, 3]" in fb["worst_vs_reference"]["case"]
+        assert rows[(op, "qnnpack")]["max_diff_vs_reference"] <= 1
 
 
 # --------------------------------------------------------- selection, peers
@@ -268,3 +311,82 @@ def test_registered_sweep_counts_mismatches(monkeypatch):
                                   "example": {"index": [7], "input": 3, "qops": 6, "peer": 0}}]
     assert fb.max_diff_vs_reference == 1 and fb.worst_vs_reference["input"] == 1
     assert "double" in report.format_table(rows)
+
+
+# ----------------------------------------------------------------- qops bench
+def test_bench_quick_prints_table_and_json(tmp_path):
+    """``qops bench --quick`` times the tiny shapes; a disabled peer shows as not installed."""
+    path = tmp_path / "bench.json"
+    proc = qops_cli("bench", "--quick", "--json", str(path), env={_peers.DISABLE_ENV: "onnxruntime"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["case", "qops", "ms", "torch", "ms", "onnxruntime", "ms", "torch/qops",
+                                "qops", "GOPS"]
+    doc = json.loads(path.read_text())
+    assert doc["schema"] == "qops-bench/1"
+    assert doc["options"] == {"quick": True, "threads": 2, "repeats": 2,
+                              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    assert [r["case"] for r in doc["rows"]] == [c.name for c in _bench.QUICK_CASES]
+    for row, line in zip(doc["rows"], lines[2:]):
+        assert line.startswith(row["case"])
+        assert "not installed" in line
+        assert row["status"]["onnxruntime"] == "not installed"
+        assert row["seconds"]["onnxruntime"] is None
+        assert row["seconds"]["qops"] > 0 and row["qops_gops"] > 0
+        if installed("torch"):
+            assert row["seconds"]["torch"] > 0
+            assert row["ratio_torch_over_qops"] == pytest.approx(row["seconds"]["torch"] / row["seconds"]["qops"])
+    if installed("torch"):
+        assert "geometric mean of qops/torch throughput" in proc.stdout
+        assert doc["geometric_mean_ratio"] > 0
+
+
+def test_bench_fixed_set_and_ops():
+    """The fixed set of the benchmarks (the asv classes take the same cases)."""
+    lin = [(c.m, c.k, c.n) for c in _bench.LINEAR_CASES]
+    assert lin == [(1, 768, 768), (16, 768, 3072), (128, 768, 768), (512, 1024, 1024)]
+    conv = [(c.kernel, c.c, c.o, c.size, c.stride, c.groups, c.out_size) for c in _bench.CONV2D_CASES]
+    assert conv == [(3, 64, 64, 56, 1, 1, 56), (3, 128, 128, 28, 1, 1, 28), (1, 256, 64, 56, 1, 1, 56),
+                    (3, 32, 32, 112, 1, 32, 112), (3, 64, 128, 56, 2, 1, 28)]
+    assert _bench.LINEAR_CASES[0].ops == 2 * 768 * 768
+    assert _bench.CONV2D_CASES[3].ops == 2 * 32 * 112 * 112 * 9
+    assert _bench.CONV2D_CASES[4].ops == 2 * 128 * 28 * 28 * 64 * 9
+    with pytest.raises(KeyError, match="unknown implementation"):
+        _bench.build("tvm", _bench.QUICK_CASES[0])
+
+
+def test_bench_table_and_geometric_mean():
+    case = _bench.QUICK_CASES[0]
+    rows = [_bench.BenchRow(case, {"qops": 1e-3, "torch": 2e-3, "onnxruntime": None},
+                            {"qops": "ok", "torch": "ok", "onnxruntime": "not installed"}),
+            _bench.BenchRow(case, {"qops": 4e-3, "torch": 2e-3, "onnxruntime": 1e-3},
+                            {"qops": "ok", "torch": "ok", "onnxruntime": "ok"})]
+    assert _bench.geometric_mean_ratio(rows) == pytest.approx(1.0)
+    table = _bench.format_table(rows).splitlines()
+    assert table[2].split()[2:] == ["1.000", "2.000", "not", "installed", "2.00", f"{case.ops / 1e-3 / 1e9:.1f}"]
+    assert table[3].split()[2:] == ["4.000", "2.000", "1.000", "0.50", f"{case.ops / 4e-3 / 1e9:.1f}"]
+    assert _bench.geometric_mean_ratio([_bench.BenchRow(case, {"qops": 1.0}, {})]) is None
+
+
+def test_case_profiles_restrict_where_a_case_runs(monkeypatch):
+    """A case with ``profiles`` runs only there; rows count only the cases that ran."""
+    monkeypatch.setattr(report, "_SWEEPS", dict(report._SWEEPS))
+    monkeypatch.setattr(_peers, "load", lambda name: _FakePeer())
+    x = np.arange(4, dtype=np.int32)
+    ran = []
+
+    def run(case, profile):
+        ran.append((case.label, profile))
+        return x
+
+    report.register(report.Sweep(
+        name="restricted",
+        cases=lambda data: [report.Case("everywhere", {}), report.Case("torch only", {}, profiles=("fbgemm",))],
+        run=run,
+        peers={"torch": lambda adapter, case, profile: x},
+        profiles=("fbgemm", "tflite", "reference"),
+    ))
+    rows = report.run_report(["restricted"], None, quick=True)
+    assert [(r.profile, r.cases, r.values, r.cases_compared) for r in rows] == [
+        ("fbgemm", 2, 8, 2), ("tflite", 1, 4, 0), ("reference", 1, 4, 0)]
+    assert ("torch only", "tflite") not in ran and ("torch only", "fbgemm") in ran
