@@ -6,7 +6,9 @@ validate -> canonicalise (channels-last ``(N, D, H, W, C)`` uint8, 1-D and
 (:mod:`qops.kernels.cpu.gemm`) -> fused zero-point corrections and
 requantization (:mod:`qops.kernels.cpu.requant`, the same epilogue as
 linear) -> wrap.  Depthwise convolutions (one input channel per group) run a
-kernel vectorised across channels instead of a GEMM per channel.
+kernel vectorised across channels instead of a GEMM per channel.  CUDA inputs
+(zero padding) run the same steps with the CUDA twins of these kernels
+(:mod:`qops.kernels.cuda`) and give a contiguous ``(N, O, *spatial)`` output.
 
 The output QTensor is logically ``(N, O, *spatial)`` over a channels-last
 buffer, as torch stores quantized conv outputs; feeding it to the next conv
@@ -286,7 +288,8 @@ def _conv_cuda(x, packed, profile, nd, stride, padding, dilation, out_sp, so, zo
     ep = lin.epilogue(profile, sx, zx, so, zo, relu, out_dtype, signed)
     out = cuda.device_array(m * o, out_dtype.storage)
     if packed.dw_table is not None and packed.og <= 8:
-        quirk = profile == "fbgemm" and _fbgemm_depthwise_quirk(packed, nd, c, stride, padding, dilation)
+        quirk = profile == "fbgemm" and _fbgemm_depthwise_quirk(packed, nd, c, stride, padding,
+                                                                dilation)
         acc = cuda.device_array(m * o, np.int32)
         _dispatch.run("depthwise", "cuda", xs5, zxu, dc(packed.dw_table), dc(ep.zw), packed.og,
                       *geometry, quirk, acc)

@@ -3,8 +3,10 @@
 validate -> canonicalise (``(..., K)`` rows as a ``(M, K)`` uint8 matrix) ->
 pack activations -> raw GEMM (:mod:`qops.kernels.cpu.gemm`) -> fused
 zero-point corrections and requantization (:mod:`qops.kernels.cpu.requant`)
--> wrap.  The weight is packed once by :class:`qops._packed.PackedLinearWeight`
-(module wrappers keep one; the functional form packs per call, as torch's).
+-> wrap; CUDA inputs run the same steps with the CUDA twins of the kernels
+(:mod:`qops.kernels.cuda`).  The weight is packed once by
+:class:`qops._packed.PackedLinearWeight` (module wrappers keep one; the
+functional form packs per call, as torch's).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from ._device import is_cuda_array
 from ._packed import PackedLinearWeight, output_qparams
 from . import _dispatch
 from .dtypes import per_tensor_affine, per_tensor_symmetric, qint8, quint8
@@ -43,7 +46,7 @@ _warned_sites: set = set()
 # ------------------------------------------------------------------ helpers
 def check_activation(x, profile, op, layout="(..., in_features)"):
     """The input QTensor, checked for ``profile``: per-tensor, a dtype the
-    profile takes, on the CPU."""
+    profile takes, its data a NumPy or a CUDA device array."""
     if not isinstance(x, QTensor):
         raise TypeError(
             f"{op} expects a quantized input (a QTensor {layout}), got {type(x).__name__}; "
@@ -61,8 +64,8 @@ def check_activation(x, profile, op, layout="(..., in_features)"):
             f"{op} expects a per-tensor quantized input, got {x.qscheme().name}; requantize it "
             "to one scale with qops.requantize"
         )
-    if not isinstance(x._data, np.ndarray):
-        raise NotImplementedError(f"{op} on CUDA arrays is not implemented yet; use input.cpu()")
+    if not isinstance(x._data, np.ndarray) and not is_cuda_array(x._data):
+        raise TypeError(f"{op}: the input's data is neither a NumPy nor a CUDA device array")
     return x
 
 
@@ -115,7 +118,7 @@ def _linear(input, weight, bias, scale, zero_point, numerics, relu, op):
         packed = PackedLinearWeight(weight, bias, op=op)
     packed.check_profile(profile, op)
     n, k = packed.n, packed.k
-    shape = x._data.shape
+    shape = tuple(x._data.shape)
     if not shape or shape[-1] != k:
         raise ValueError(
             f"{op}: the input's last dimension must equal in_features={k} (the weight is "
@@ -125,6 +128,9 @@ def _linear(input, weight, bias, scale, zero_point, numerics, relu, op):
     ep = packed.epilogue_for(profile, x, scale, zero_point, relu, out_dtype)
     lead = shape[:-1]
     m = math.prod(lead)
+    if is_cuda_array(x._data):
+        out = _linear_cuda(x, packed, ep, m, n, k, op)
+        return QTensor._per_tensor(out.reshape(lead + (n,)), out_dtype, ep.so, ep.zo)
     out = np.empty(m * n, out_dtype.storage)
     if m and n:
         x2 = x._data.reshape(m, k)
@@ -146,6 +152,37 @@ def _linear(input, weight, bias, scale, zero_point, numerics, relu, op):
                       ep.zw, ep.cc, ep.ip, ep.fp, ep.cf0, ep.cf1, ep.ci0, ep.zo, ep.lo, ep.hi,
                       out, 0, n, 0)
     return QTensor._per_tensor(out.reshape(lead + (n,)), out_dtype, ep.so, ep.zo)
+
+
+def _linear_cuda(x, packed, ep, m, n, k, op):
+    """The CUDA path of :func:`_linear`: the same kernels' CUDA twins
+    (``qops.kernels.cuda``) on device arrays; returns the flat device output."""
+    from .kernels.cuda.gemm import device_constant, pack_activations
+    from numba import cuda
+
+    out_dtype = x._dtype
+    out = cuda.device_array(m * n, out_dtype.storage)
+    if not (m and n):
+        return out
+    signed = out_dtype is qint8
+    zxu = x._zero_point + 128 if signed else x._zero_point
+    x2 = x.contiguous()._data.reshape(m, k)
+    if k * max(zxu, 255 - zxu) * packed.wmax > INT32_MAX:  # rare: scan on the host
+        xh = x2.copy_to_host()
+        bound = overflow_bound(k, xh.view(np.uint8) ^ np.uint8(0x80) if signed else xh, zxu,
+                               0, 255, packed.wmax)
+        if bound:
+            warn_overflow(op, bound, 4)
+    a, mp, kp = pack_activations(x2, signed)
+    rowsum = cuda.to_device(np.zeros(m, np.int32))
+    raw = _dispatch.run("gemm_raw", "cuda", a, mp, kp, device_constant(packed.panels), packed.np_)
+    if packed.any_zw and k:
+        _dispatch.run("row_sums", "cuda", a.view(np.uint8).reshape(mp, kp)[:m], rowsum)
+    c = device_constant
+    _dispatch.run("requantize_accumulators", "cuda", ep.mode, raw, 0, packed.np_, m, n, rowsum,
+                  c(ep.zw), c(ep.cc), c(ep.ip), c(ep.fp), ep.cf0, ep.cf1, ep.ci0, ep.zo, ep.lo,
+                  ep.hi, out, 0, n, 0)
+    return out
 
 
 _LINEAR_NOTES = """
@@ -190,8 +227,6 @@ _LINEAR_NOTES = """
         infinite float bias where it must be quantized to int32 (onnxruntime,
         tflite), a qnnpack requantization scale that is not a positive normal
         float32 (torch raises there too).
-    NotImplementedError
-        CUDA input (not implemented yet).
 
     Warns
     -----
