@@ -56,89 +56,125 @@ def _sat16(v):
 
 
 @njit(**CPU)
-def _depthwise_pixel(xf, zx, wt, wsum, zw, mult, c_, base_n, d_, h_, w_, oz, oy, ox,
-                     kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, fbgemm_pairs,
-                     acc, xsum, pend, out, obase):
-    """One output pixel, every output channel (see :func:`depthwise`)."""
+def _x_range(off, sw, w_, ow):
+    """Output columns ``ox`` whose input column ``ox*sw + off`` lies in ``[0, w_)``."""
+    lo = 0 if off >= 0 else (-off + sw - 1) // sw
+    hi = 0 if w_ - 1 - off < 0 else min(ow, (w_ - 1 - off) // sw + 1)
+    return lo, max(lo, hi)
+
+
+@njit(**CPU)
+def _depthwise_outrow(xf, zx, wt, wsum, zw, mult, c_, d_, h_, w_, n, oz, oy, kd, kh, kw,
+                      sd, sh, sw, pd, ph, pw, dd, dh, dw, ow, fbgemm_pairs, acc, xsum, pend,
+                      out, obase):
+    """One output row (``ow`` pixels, every output channel) of :func:`depthwise`.
+
+    Taps run outermost, so each inner loop walks a contiguous run of input
+    pixels and channels (unsigned offsets: the loops vectorise).
+    """
     o_ = c_ * mult
+    length = ow * o_
     zxi = np.int32(zx)
-    for o in range(o_):
-        acc[o] = 0
-    if fbgemm_pairs:
-        for o in range(o_):
-            xsum[o] = 0
+    for j in range(length):
+        acc[j] = 0
+        xsum[j] = 0
     t = 0
     for a in range(kd):
         iz = oz * sd - pd + a * dd
         for b in range(kh):
             iy = oy * sh - ph + b * dh
+            row_inside = 0 <= iz < d_ and 0 <= iy < h_
+            rb = ((n * d_ + iz) * h_ + iy) * w_ * c_ if row_inside else 0
             for c in range(kw):
-                ix = ox * sw - pw + c * dw
-                inside = 0 <= iz < d_ and 0 <= iy < h_ and 0 <= ix < w_
-                # unsigned offsets (only read when inside): loops vectorise
-                xb = np.uint64(base_n + ((iz * h_ + iy) * w_ + ix) * c_) if inside else np.uint64(0)
+                off = c * dw - pw  # input column of output column ox: ox*sw + off
+                lo, hi = _x_range(off, sw, w_, ow) if row_inside else (0, 0)
                 wb = np.uint64(t * o_)
-                if mult == 1 and not fbgemm_pairs:
-                    if inside:  # the common case, vectorised across channels
-                        for o in range(np.uint64(0), np.uint64(o_)):
-                            acc[o] = np.int32(acc[o] + (np.int32(xf[xb + o]) - zxi) * wt[wb + o])
-                elif mult == 1 and t % 2 == 0:
-                    for o in range(np.uint64(0), np.uint64(o_)):
-                        xv = np.int32(xf[xb + o]) if inside else zxi
-                        pend[o] = xv * wt[wb + o]
-                        xsum[o] = np.int32(xsum[o] + xv)
-                elif mult == 1:
-                    for o in range(np.uint64(0), np.uint64(o_)):
-                        xv = np.int32(xf[xb + o]) if inside else zxi
-                        acc[o] = np.int32(acc[o] + _sat16(pend[o] + xv * wt[wb + o]))
-                        xsum[o] = np.int32(xsum[o] + xv)
+                if fbgemm_pairs and mult == 1:
+                    even = t % 2 == 0
+                    for ox in range(ow):  # padded taps read zx here
+                        ab = np.uint64(ox * o_)
+                        inside = lo <= ox < hi
+                        xb = np.uint64(rb + (ox * sw + off) * c_) if inside else np.uint64(0)
+                        if inside and even:
+                            for o in range(np.uint64(0), np.uint64(o_)):
+                                xv = np.int32(xf[xb + o])
+                                pend[ab + o] = xv * wt[wb + o]
+                                xsum[ab + o] = np.int32(xsum[ab + o] + xv)
+                        elif inside:
+                            for o in range(np.uint64(0), np.uint64(o_)):
+                                xv = np.int32(xf[xb + o])
+                                acc[ab + o] = np.int32(acc[ab + o] + _sat16(pend[ab + o] + xv * wt[wb + o]))
+                                xsum[ab + o] = np.int32(xsum[ab + o] + xv)
+                        elif even:
+                            for o in range(np.uint64(0), np.uint64(o_)):
+                                pend[ab + o] = zxi * wt[wb + o]
+                                xsum[ab + o] = np.int32(xsum[ab + o] + zxi)
+                        else:
+                            for o in range(np.uint64(0), np.uint64(o_)):
+                                acc[ab + o] = np.int32(acc[ab + o] + _sat16(pend[ab + o] + zxi * wt[wb + o]))
+                                xsum[ab + o] = np.int32(xsum[ab + o] + zxi)
                 elif fbgemm_pairs:
-                    # raw products, paired taps, int16 saturation (padded taps read zx)
-                    for ci in range(c_):
-                        xv = np.int32(xf[xb + ci]) if inside else zxi
-                        for mm in range(mult):
-                            o = ci * mult + mm
-                            p = xv * np.int32(wt[wb + o])
-                            if t % 2 == 0:
-                                pend[o] = p
-                            else:
-                                acc[o] = np.int32(acc[o] + _sat16(pend[o] + p))
-                            xsum[o] = np.int32(xsum[o] + xv)
-                elif inside:  # padded taps add exactly 0
-                    for ci in range(c_):
-                        xv = np.int32(xf[xb + ci]) - zxi
-                        for mm in range(mult):
-                            o = ci * mult + mm
-                            acc[o] = np.int32(acc[o] + xv * np.int32(wt[wb + o]))
+                    even = t % 2 == 0
+                    for ox in range(ow):  # padded taps read zx here
+                        inside = lo <= ox < hi
+                        xb = np.uint64(rb + (ox * sw + off) * c_) if inside else np.uint64(0)
+                        ab = np.uint64(ox * o_)
+                        for ci in range(np.uint64(0), np.uint64(c_)):
+                            xv = np.int32(xf[xb + ci]) if inside else zxi
+                            for mm in range(np.uint64(0), np.uint64(mult)):
+                                o = ci * np.uint64(mult) + mm
+                                p = xv * np.int32(wt[wb + o])
+                                if even:
+                                    pend[ab + o] = p
+                                else:
+                                    acc[ab + o] = np.int32(acc[ab + o] + _sat16(pend[ab + o] + p))
+                                xsum[ab + o] = np.int32(xsum[ab + o] + xv)
+                elif mult == 1:  # padded taps add exactly 0: only the inside columns
+                    for ox in range(lo, hi):
+                        xb = np.uint64(rb + (ox * sw + off) * c_)
+                        ab = np.uint64(ox * o_)
+                        for o in range(np.uint64(0), np.uint64(o_)):
+                            acc[ab + o] = np.int32(acc[ab + o] + (np.int32(xf[xb + o]) - zxi) * wt[wb + o])
+                else:
+                    for ox in range(lo, hi):
+                        xb = np.uint64(rb + (ox * sw + off) * c_)
+                        ab = np.uint64(ox * o_)
+                        for ci in range(np.uint64(0), np.uint64(c_)):
+                            xv = np.int32(xf[xb + ci]) - zxi
+                            for mm in range(np.uint64(0), np.uint64(mult)):
+                                o = ci * np.uint64(mult) + mm
+                                acc[ab + o] = np.int32(acc[ab + o] + xv * np.int32(wt[wb + o]))
                 t += 1
     if fbgemm_pairs:
-        for o in range(o_):
-            s = acc[o]
-            if t % 2 == 1:  # the last tap is paired with 0
-                s = np.int32(s + pend[o])
-            out[obase + o] = np.int32(s - zxi * wsum[o] - zw[o] * xsum[o] + np.int32(t) * zxi * zw[o])
+        odd = t % 2 == 1  # the last tap is paired with 0
+        for j in range(length):
+            o = j % o_
+            s = acc[j] + pend[j] if odd else acc[j]
+            # fbgemm sums the activations in int16 lanes with saturating adds
+            # (vpaddsw): only kernels of more than 128 taps (7x7x7) reach it
+            xs = xsum[j] if xsum[j] < 32767 else np.int32(32767)
+            out[obase + j] = np.int32(s - zxi * wsum[o] - zw[o] * xs + np.int32(t) * zxi * zw[o])
     else:
-        for o in range(o_):
-            out[obase + o] = acc[o]
+        for j in range(length):
+            out[obase + j] = acc[j]
 
 
 @njit(**CPU)
-def _depthwise_rows(xf, zx, wt, wsum, zw, mult, n_, d_, h_, w_, c_, r0, r1,
-                    kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow, fbgemm_pairs, out):
-    o_ = c_ * mult
-    acc = np.empty(o_, np.int32)
-    xsum = np.empty(o_, np.int32)
-    pend = np.empty(o_, np.int32)
+def _depthwise_outrows(xf, zx, wt, wsum, zw, mult, n_, d_, h_, w_, c_, r0, r1,
+                       kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow,
+                       fbgemm_pairs, out):
+    length = ow * c_ * mult
+    acc = np.empty(length, np.int32)
+    xsum = np.empty(length, np.int32)
+    pend = np.empty(length, np.int32)
     for r in range(r0, r1):
-        ox = r % ow
-        q = r // ow
-        oy = q % oh
-        q = q // oh
+        oy = r % oh
+        q = r // oh
         oz = q % od
         n = q // od
-        _depthwise_pixel(xf, zx, wt, wsum, zw, mult, c_, n * d_ * h_ * w_ * c_, d_, h_, w_,
-                         oz, oy, ox, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw,
-                         fbgemm_pairs, acc, xsum, pend, out, r * o_)
+        _depthwise_outrow(xf, zx, wt, wsum, zw, mult, c_, d_, h_, w_, n, oz, oy, kd, kh, kw,
+                          sd, sh, sw, pd, ph, pw, dd, dh, dw, ow, fbgemm_pairs, acc, xsum, pend,
+                          out, r * length)
 
 
 @njit(**CPU_PARALLEL)
@@ -155,7 +191,8 @@ def depthwise(x, zx, w, zw, mult, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw
     With ``fbgemm_pairs`` it is fbgemm's depthwise accumulator instead: raw
     products of consecutive taps added in pairs with int16 saturation (the
     last tap paired with 0), padded taps reading ``zx``, then the zero-point
-    corrections ``- zx*sum(w) - zw*sum(x) + T*zx*zw``.
+    corrections ``- zx*sum(w) - zw*min(sum(x), 32767) + T*zx*zw`` (fbgemm
+    accumulates the activation sum in saturating int16).
     """
     n_, d_, h_, w_, c_ = x.shape
     t_, o_ = w.shape
@@ -171,9 +208,8 @@ def depthwise(x, zx, w, zw, mult, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw
     wsum = np.zeros(o_, np.int32)
     for i in range(t_ * o_):
         wsum[i % o_] += np.int32(w[i // o_, i % o_])
-    rows = n_ * od * oh * ow
-    step = 64
-    for t in prange((rows + step - 1) // step):
-        _depthwise_rows(xf, zx, wt, wsum, zw, mult, n_, d_, h_, w_, c_, t * step,
-                        min(rows, (t + 1) * step), kd, kh, kw, sd, sh, sw, pd, ph, pw,
-                        dd, dh, dw, od, oh, ow, fbgemm_pairs, out)
+    rows = n_ * od * oh  # output rows of ow pixels
+    for r in prange(rows):
+        _depthwise_outrows(xf, zx, wt, wsum, zw, mult, n_, d_, h_, w_, c_, r, r + 1,
+                           kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow,
+                           fbgemm_pairs, out)
