@@ -109,6 +109,8 @@ def _depthwise_kernel(x, zx, w, zw, mult, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd
         if fbgemm_pairs:
             if t % 2 == 1:  # the last tap is paired with 0
                 acc = _wrap32(acc + pend)
+            # fbgemm sums the activations in saturating int16 lanes (>128 taps)
+            xsum = xsum if xsum < 32767 else np.int64(32767)
             acc = _wrap32(acc - zx * wsum - zwo * xsum + t * zx * zwo)
         out[e] = acc
 
