@@ -88,6 +88,11 @@ class PackedConvWeight:
             raise ValueError(f"{op}: out_channels={o} is not divisible by groups={groups}")
         if 0 in weight.shape:
             raise ValueError(f"{op}: the weight has an empty dimension: {weight.shape}")
+        if weight.is_per_channel and weight.q_per_channel_axis() != 0:
+            raise ValueError(
+                f"{op}: a per-channel weight must be quantized along axis 0 (output channels), "
+                f"got axis {weight.q_per_channel_axis()}"
+            )
         self.weight = weight
         self.nd = nd
         self.groups = int(groups)
@@ -97,7 +102,7 @@ class PackedConvWeight:
         self.kernel = tuple(weight.shape[2:])
         perm = (0,) + tuple(range(2, nd + 2)) + (1,)
         w2 = weight.permute(perm).contiguous().reshape(o, -1)
-        self.linear = PackedLinearWeight(w2, bias, op=op)
+        self.linear = PackedLinearWeight(w2, bias, op=op, conv=True)
         ws = np.ascontiguousarray(w2._data)
         if weight.dtype is quint8:
             ws = (ws ^ np.uint8(0x80)).view(np.int8)
@@ -113,16 +118,18 @@ class PackedConvWeight:
 
 
 def _fbgemm_depthwise_quirk(p: PackedConvWeight, nd, c, stride, padding, dilation):
-    """fbgemm's int16-saturating depthwise kernel applies (NUMERICS.md section 3
-    for 2-D; the same conditions with cubic kernels for 3-D, measured against
-    torch 2.13.0)."""
+    """Whether fbgemm runs its int16-saturating depthwise kernel (NUMERICS.md
+    section 3): fbgemm's ``takeDepthWiseFastPath`` (FbgemmConv.cc), which
+    torch 2.13.0 follows: 2-D or 3-D, groups == channels, a multiple of 8,
+    out_channels in {C, 2C}, every kernel size 3, 5 or 7 with kH == kW (kD
+    free), every stride 1 or 2 (independently), dilation 1 and padding
+    ``(k - 1) // 2`` per dimension."""
     if nd == 1 or p.cg != 1 or p.groups != c or p.groups % 8 or p.o not in (c, 2 * c):
         return False
-    k = p.kernel[0]
-    if any(e != k for e in p.kernel) or k not in (3, 5, 7):
+    if p.kernel[-2] != p.kernel[-1] or any(k not in (3, 5, 7) for k in p.kernel):
         return False
-    return (all(s == stride[0] for s in stride) and stride[0] in (1, 2)
-            and dilation == (1,) * nd and padding == ((k - 1) // 2,) * nd)
+    return (all(s in (1, 2) for s in stride) and dilation == (1,) * nd
+            and padding == tuple((k - 1) // 2 for k in p.kernel))
 
 
 def _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, scale, zero_point,
@@ -155,7 +162,11 @@ def _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, 
         )
     spatial = x.shape[2:]
     for i in range(nd):
-        if padding_mode != "zeros" and padding[i] > spatial[i] - (padding_mode == "reflect"):
+        # torch's F.pad limits: reflect needs padding < size, circular <= size,
+        # replicate any padding of a non-empty dimension
+        limit = {"zeros": padding[i], "reflect": spatial[i] - 1, "circular": spatial[i],
+                 "replicate": padding[i] if spatial[i] else 0}[padding_mode]
+        if padding[i] > limit:
             raise ValueError(
                 f"{op}: padding {padding[i]} is too large for padding_mode={padding_mode!r} on a "
                 f"dimension of size {spatial[i]}"
@@ -373,10 +384,12 @@ _CONV_DOC = """Quantized {nd}-D convolution{relu_text}, requantized to ``scale``
     -----
     Padded taps read the input zero point, so they add exactly 0 to the int32
     accumulator.  Under ``fbgemm``, depthwise 2-D and 3-D convolutions with
-    groups a multiple of 8, out_channels in {{C, 2C}}, square (cubic) 3/5/7
-    kernels, stride 1 or 2, dilation 1 and "same" padding use fbgemm's kernel, which adds products of
-    consecutive taps in pairs with int16 saturation; ``reference`` shows the
-    error that causes when activations exceed 127.
+    groups a multiple of 8, out_channels in {{C, 2C}}, kernel sizes 3, 5 or 7
+    with kH == kW, strides 1 or 2, dilation 1 and "same" padding use fbgemm's
+    kernel, which adds products of consecutive taps in pairs with int16
+    saturation (and sums the activations of a window in saturating int16,
+    which a 7x7x7 window can reach); ``reference`` shows the error that
+    causes when activations exceed 127.
 """
 
 

@@ -98,6 +98,10 @@ class PackedLinearWeight:
         convention).
     op : str
         The op name used in error messages.
+    conv : bool
+        The weight of a convolution (reshaped to 2-D): torch's onednn
+        convolution multiplies by the float32 weight scales ``fl(sw_j)``,
+        where its linear uses reciprocal forms (measured against torch 2.13.0).
 
     Notes
     -----
@@ -110,10 +114,10 @@ class PackedLinearWeight:
 
     __slots__ = (
         "weight", "bias", "n", "k", "per_channel", "dtype", "zw", "zw32", "any_zw",
-        "sw64", "sw32", "panels", "np_", "colsum", "wmax", "bias_kind", "_cache", "_checked",
+        "sw64", "sw32", "panels", "np_", "colsum", "wmax", "bias_kind", "_cache", "_checked", "conv",
     )
 
-    def __init__(self, weight, bias=None, *, op="linear"):
+    def __init__(self, weight, bias=None, *, op="linear", conv=False):
         if isinstance(weight, PackedLinearWeight):
             raise TypeError(f"{op}: the weight is already packed")
         if not isinstance(weight, QTensor):
@@ -178,6 +182,7 @@ class PackedLinearWeight:
             self.wmax = 0
         self.bias, self.bias_kind = _check_bias(bias, n, op)
         self._cache = {}
+        self.conv = bool(conv)
         self._checked = set()
 
     # ------------------------------------------------------------ checks
@@ -293,7 +298,9 @@ class PackedLinearWeight:
                 cf0 = np.float32(1.0) / np.float32(1.0 / float(sx))
                 cf1 = np.float32(1.0) / (np.float32(1.0) / np.float32(1.0 / float(so)))
                 ci0 = zo if relu else hi  # NaN (measured against torch 2.13.0)
-                if self.per_channel:
+                if self.conv:
+                    fp[0, :n] = sw32
+                elif self.per_channel:
                     fp[0, :n] = np.float32(1.0) / (np.float32(1.0) / sw32)
                 else:
                     fp[0, :n] = np.float32(1.0) / _f32(1.0 / self.sw64)
@@ -374,7 +381,7 @@ def _check_bias(bias, n, op):
     else:
         raise TypeError(f"{op}: the bias must be float32 or int32, got {a.dtype}")
     if a.ndim != 1 or a.shape[0] != n:
-        raise ValueError(f"{op}: the bias must have shape ({n},) (out_features), got {a.shape}")
+        raise ValueError(f"{op}: the bias must have shape ({n},), one value per output channel, got {a.shape}")
     return np.ascontiguousarray(a), kind
 
 
