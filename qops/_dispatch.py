@@ -1,5 +1,10 @@
 """The one dispatch table: (op, device) -> kernel launcher.
 
+An op is either a name in :data:`_OPS` (the core kernels) or
+``"module.function"``, naming ``qops.kernels.<device>.<module>.<function>``
+directly (``"pool.max_pool2d"``); both devices have the same module and
+function names.
+
 CPU launchers run inside :data:`qops._threading.kernel_section`; CUDA
 launchers exist for every op and, without a GPU, raise an error that names
 the op (never a silent CPU fallback).
@@ -44,10 +49,12 @@ def _resolve(op: str, device: str):
     key = (op, device)
     fn = _cache.get(key)
     if fn is None:
-        try:
-            module = _OPS[op]
-        except KeyError:
-            raise NotImplementedError(f"no kernel for op {op!r}") from None
+        module, _, name = op.rpartition(".")
+        if not module:
+            try:
+                module = _OPS[op]
+            except KeyError:
+                raise NotImplementedError(f"no kernel for op {op!r}") from None
         if device == "cuda":
             cuda_module(op)
         try:
@@ -58,7 +65,7 @@ def _resolve(op: str, device: str):
             raise NotImplementedError(
                 f"{op} has no CUDA kernel yet; move the data to the CPU with .cpu()"
             ) from None
-        fn = _cache[key] = getattr(mod, op)
+        fn = _cache[key] = getattr(mod, name)
     return fn
 
 

@@ -1081,3 +1081,15 @@ def format_reference_notes(rows: Sequence[Row], threshold=1.0) -> str:
                 f"{where}qops {ex['qops']!r}, reference {ex['reference']!r}")
         groups.setdefault((r.op, text), []).append(r.profile)
     return "\n".join(f"  {op} / {', '.join(profiles)}: {text}" for (op, text), profiles in groups.items())
+
+
+# the sweeps of the other op families, each in its own module
+from . import (  # noqa: E402,F401
+    _sweeps_activation,
+    _sweeps_conv_transpose,
+    _sweeps_elementwise,
+    _sweeps_embedding,
+    _sweeps_norm,
+    _sweeps_pool,
+    _sweeps_resample,
+)

@@ -1,0 +1,3 @@
+"""Quantized normalisation: layer_norm, group_norm, instance_norm, batch_norm."""
+
+__all__: list = []

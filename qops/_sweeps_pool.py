@@ -1,0 +1,1 @@
+"""``qops report`` sweeps for :mod:`qops._pool` (registered on import by :mod:`qops.report`)."""

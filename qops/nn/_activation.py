@@ -1,0 +1,3 @@
+"""Modules over :mod:`qops._activation`."""
+
+__all__: list = []

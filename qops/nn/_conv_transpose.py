@@ -1,0 +1,3 @@
+"""Modules over :mod:`qops._conv_transpose`."""
+
+__all__: list = []

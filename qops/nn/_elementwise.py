@@ -1,0 +1,3 @@
+"""Modules over :mod:`qops._elementwise`."""
+
+__all__: list = []

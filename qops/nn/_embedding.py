@@ -1,0 +1,3 @@
+"""Modules over :mod:`qops._embedding`."""
+
+__all__: list = []

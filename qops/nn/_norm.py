@@ -1,0 +1,3 @@
+"""Modules over :mod:`qops._norm`."""
+
+__all__: list = []
