@@ -636,6 +636,15 @@ class MinMaxObserver(UniformQuantizationObserverBase):
         self.max_val = np.array(-np.inf, dtype=np.float32)
 
 
+def _moving_average(obs, cur):
+    """``old + c * (new - old)`` in float32 for the running min and max (torch's update)."""
+    c = np.float32(obs.averaging_constant)
+    with np.errstate(invalid="ignore", over="ignore"):
+        mn = np.asarray(obs.min_val + c * (cur[0] - obs.min_val), dtype=np.float32)
+        mx = np.asarray(obs.max_val + c * (cur[1] - obs.max_val), dtype=np.float32)
+    return mn, mx
+
+
 class MovingAverageMinMaxObserver(MinMaxObserver):
     """Moving average of the per-batch min and max (the first batch sets them).
 
@@ -674,10 +683,7 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
             self.min_val = np.array(cur[0], dtype=np.float32)
             self.max_val = np.array(cur[1], dtype=np.float32)
         else:
-            c = np.float32(self.averaging_constant)
-            with np.errstate(invalid="ignore", over="ignore"):
-                self.min_val = np.array(self.min_val + c * (cur[0] - self.min_val), dtype=np.float32)
-                self.max_val = np.array(self.max_val + c * (cur[1] - self.max_val), dtype=np.float32)
+            self.min_val, self.max_val = _moving_average(self, cur)
         return x_orig
 
 
@@ -789,10 +795,7 @@ class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
         if self.min_val.size == 0:
             self.min_val, self.max_val = cur[0].copy(), cur[1].copy()
         else:
-            c = np.float32(self.averaging_constant)
-            with np.errstate(invalid="ignore", over="ignore"):
-                self.min_val = (self.min_val + c * (cur[0] - self.min_val)).astype(np.float32)
-                self.max_val = (self.max_val + c * (cur[1] - self.max_val)).astype(np.float32)
+            self.min_val, self.max_val = _moving_average(self, cur)
         return x_orig
 
 
