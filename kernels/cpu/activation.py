@@ -1,0 +1,334 @@
+"""CPU kernels of the quantized activations (``qops._activation``).
+
+Every activation of an 8-bit input is a function of the input byte alone, so
+the API layer computes the 256 results once per call (with the peer's exact
+float arithmetic) and these kernels only look them up.  torch 2.13 evaluates
+most activations with two different float formulas: a vectorised one on whole
+64-byte vectors of a contiguous run and a scalar one on the last ``run % 64``
+elements of it.  The table therefore has two rows: ``lut[0]`` for vector
+positions and ``lut[1]`` for tail positions, and the input is read as runs of
+``row`` elements (torch's inner loop length; ``row`` = 0 means one run).
+
+relu, relu6, hardtanh and clamp are integer clamps (:func:`clamp_apply`);
+PReLU has one table per weight channel (:func:`lut_channels`).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN
+from ._llvm import fma32
+
+__all__ = ["lut_apply", "clamp_apply", "lut_channels", "erf_vec", "sleef_expm1f"]
+
+#: quint8 lanes of torch's Vectorized<quint8> on an AVX512 CPU
+VEC = 64
+
+
+@njit(**CPU_INLINE)
+def _gather(x, out, t, a, b):
+    for k in range(np.uint64(a), np.uint64(b)):
+        out[k] = t[x[k]]
+
+
+@njit(**CPU_INLINE)
+def _gather_pairs(x, out, x16, out16, t, p, a, b):
+    """``out[k] = t[x[k]]`` on ``[a, b)`` with ``a`` even, two bytes per lookup
+    through the pair table ``p`` (``x16``/``out16``: the arrays as uint16)."""
+    h = np.uint64(a) // np.uint64(2)
+    m = np.uint64(b - a) // np.uint64(2)
+    for k in range(h, h + m):
+        out16[k] = p[x16[k]]
+    if (b - a) % 2:
+        out[b - 1] = t[x[b - 1]]
+
+
+@njit(**CPU_INLINE)
+def _lut_range(x, out, x16, out16, lut, p, row, start, stop):
+    """Elements ``[start, stop)``, ``start`` even; ``row`` > 0 is the run length
+    (the pair path needs every run to start at an even index: ``row`` even)."""
+    t0 = lut[0]
+    t1 = lut[1]
+    if row == 0:
+        _gather_pairs(x, out, x16, out16, t0, p, start, stop)
+        return
+    i = start
+    while i < stop:
+        r0 = (i // row) * row
+        vend = min(r0 + row - row % VEC, stop)
+        rend = min(r0 + row, stop)
+        if i < vend:
+            if row % 2 == 0:
+                _gather_pairs(x, out, x16, out16, t0, p, i, vend)
+            else:
+                _gather(x, out, t0, i, vend)
+            i = vend
+        _gather(x, out, t1, i, rend)
+        i = rend
+
+
+@njit(**CPU)
+def _pair_table(t):
+    """The lookup of two bytes at once: ``p[a | b << 8] = t[a] | t[b] << 8``."""
+    p = np.empty(65536, np.uint16)
+    for v in range(65536):
+        p[v] = np.uint16(t[v & 255]) | (np.uint16(t[v >> 8]) << np.uint16(8))
+    return p
+
+
+@njit(**CPU)
+def _lut_serial(x, out, lut, row):
+    n = x.size
+    if row == 0:
+        _gather(x, out, lut[0], 0, n)
+    else:
+        _lut_range_plain(x, out, lut, row, 0, n)
+
+
+@njit(**CPU_INLINE)
+def _lut_range_plain(x, out, lut, row, start, stop):
+    t0 = lut[0]
+    t1 = lut[1]
+    i = start
+    while i < stop:
+        r0 = (i // row) * row
+        vend = min(r0 + row - row % VEC, stop)
+        rend = min(r0 + row, stop)
+        if i < vend:
+            _gather(x, out, t0, i, vend)
+            i = vend
+        _gather(x, out, t1, i, rend)
+        i = rend
+
+
+@njit(**CPU_PARALLEL)
+def _lut_parallel(x, out, x16, out16, lut, p, row):
+    n = x.size
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(nchunks):
+        _lut_range(x, out, x16, out16, lut, p, row, c * CHUNK, min(n, (c + 1) * CHUNK))
+
+
+def lut_apply(x, out, lut, row):
+    """``out[i] = lut[t, x[i]]``: ``t`` = 0 at vector positions, 1 in run tails.
+
+    Parameters
+    ----------
+    x, out : uint8 arrays, flat, C-contiguous (signed data viewed as uint8)
+    lut : uint8 array (2, 256)
+    row : int
+        Run length (torch's inner loop): in each run of ``row`` elements the
+        first ``row - row % 64`` use ``lut[0]``, the rest ``lut[1]``; 0 means
+        ``lut[0]`` everywhere.
+
+    Large inputs look two bytes up at once through a 65536-entry table.
+    """
+    n = x.size
+    if n >= PARALLEL_MIN:
+        h = n // 2
+        _lut_parallel(x, out, x[: 2 * h].view(np.uint16), out[: 2 * h].view(np.uint16), lut,
+                      _pair_table(lut[0]), row)
+    else:
+        _lut_serial(x, out, lut, row)
+
+
+@njit(**CPU_INLINE)
+def _clamp_range(x, out, lo, hi, a, b):
+    for k in range(np.uint64(a), np.uint64(b)):
+        v = x[k]
+        v = lo if v < lo else v
+        out[k] = hi if v > hi else v
+
+
+@njit(**CPU)
+def _clamp_serial(x, out, lo, hi):
+    _clamp_range(x, out, lo, hi, 0, x.size)
+
+
+@njit(**CPU_PARALLEL)
+def _clamp_parallel(x, out, lo, hi):
+    n = x.size
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(nchunks):
+        _clamp_range(x, out, lo, hi, c * CHUNK, min(n, (c + 1) * CHUNK))
+
+
+def clamp_apply(x, out, lo, hi):
+    """``out = min(max(x, lo), hi)`` on flat uint8 or int8 arrays (``lo``, ``hi`` of
+    the same NumPy type): relu, relu6, hardtanh and clamp, which are integer
+    selections in every torch path."""
+    if x.size >= PARALLEL_MIN:
+        _clamp_parallel(x, out, lo, hi)
+    else:
+        _clamp_serial(x, out, lo, hi)
+
+
+@njit(**CPU_INLINE)
+def _channels_range(x, out, tables, flat, offs, inner, o0, o1):
+    """Outer rows ``[o0, o1)``, each ``nch * inner`` elements.  Short channel
+    runs (``inner`` < 64) read the flat table through per-position offsets."""
+    nch = tables.shape[0]
+    rowlen = nch * inner
+    k = o0 * rowlen
+    if inner < 64:
+        for _ in range(o0, o1):
+            for j in range(rowlen):
+                out[k + j] = flat[offs[j] + x[k + j]]
+            k += rowlen
+        return
+    for _ in range(o0, o1):
+        for c in range(nch):
+            base = c * 256
+            for j in range(np.uint64(k), np.uint64(k + inner)):
+                out[j] = flat[base + x[j]]
+            k += inner
+
+
+@njit(**CPU)
+def _channels_serial(x, out, tables, flat, offs, inner):
+    _channels_range(x, out, tables, flat, offs, inner, 0, x.size // (inner * tables.shape[0]))
+
+
+@njit(**CPU_PARALLEL)
+def _channels_parallel(x, out, tables, flat, offs, inner):
+    rowlen = inner * tables.shape[0]
+    nout = x.size // rowlen
+    per = max(1, CHUNK // rowlen)
+    nchunks = (nout + per - 1) // per
+    for c in prange(nchunks):
+        _channels_range(x, out, tables, flat, offs, inner, c * per, min(nout, (c + 1) * per))
+
+
+def lut_channels(x, out, tables, inner):
+    """``out[i] = tables[(i // inner) % nch, x[i]]`` (flat uint8 arrays of a
+    multiple of ``nch * inner`` elements; ``tables`` is ``(nch, 256)`` uint8):
+    prelu, one table per weight channel."""
+    nch = tables.shape[0]
+    flat = tables.reshape(-1)
+    offs = ((np.arange(nch * inner if inner < 64 else 1) // inner) * 256).astype(np.intp)
+    if x.size >= PARALLEL_MIN:
+        _channels_parallel(x, out, tables, flat, offs, inner)
+    else:
+        _channels_serial(x, out, tables, flat, offs, inner)
+
+
+# --------------------------------------------------------------------------
+# table builders: torch's vectorised float32 helpers that need a fused
+# multiply-add (NumPy has none); called on 256-element arrays by the API layer
+# --------------------------------------------------------------------------
+@njit(**CPU)
+def erf_vec(x, e):
+    """torch 2.13 ``Vectorized<float>::erf`` (AVX512/AVX2): Abramowitz-Stegun 7.1.26
+    with fused multiply-adds; ``e`` holds ``exp(-fl(x*x))`` for each ``x``."""
+    out = np.empty_like(x)
+    one = np.float32(1.0)
+    for i in range(x.size):
+        v = x[i]
+        t = one / fma32(np.float32(0.3275911), np.abs(v), one)
+        r = fma32(np.float32(1.061405429), t, np.float32(-1.453152027))
+        r = fma32(r, t, np.float32(1.421413741))
+        r = fma32(r, t, np.float32(-0.284496736))
+        r = fma32(r, t, np.float32(0.254829592))
+        w = fma32((-e[i]) * t, r, one)
+        out[i] = -w if v < 0 or (v == 0 and np.signbit(v)) else w
+    return out
+
+
+# Sleef's single-precision expm1 (u10) as torch 2.13 calls it on AVX512
+# (Sleef_expm1f16_u10, the FMA variants of the double-float helpers of sleef's
+# df.h), element by element; bit-identical to torch.expm1 on 4M float32 inputs.
+_F = np.float32
+_R_LN2F = _F(1.442695040888963407359924681001892137426645954152985934135449406931)
+_L2UF = _F(0.693145751953125)
+_L2LF = _F(1.428606765330187045e-06)
+
+
+@njit(**CPU_INLINE)
+def _ldexp2(d, q):
+    a = q >> 1
+    return d * _F(2.0 ** a) * _F(2.0 ** (q - a))
+
+
+@njit(**CPU_INLINE)
+def _dfadd2_df_f(xx, xy, y):
+    rx = xx + y
+    v = rx - xx
+    ry = (xx - (rx - v)) + (y - v)
+    return rx, ry + xy
+
+
+@njit(**CPU_INLINE)
+def _dfadd2_df_df(xx, xy, yx, yy):
+    rx = xx + yx
+    v = rx - xx
+    ry = (xx - (rx - v)) + (yx - v)
+    return rx, ry + (xy + yy)
+
+
+@njit(**CPU_INLINE)
+def _dfadd_f_df(x, yx, yy):
+    rx = x + yx
+    return rx, ((x - rx) + yx) + yy
+
+
+@njit(**CPU_INLINE)
+def _dfmul_df_f(xx, xy, y):
+    rx = xx * y
+    return rx, fma32(xy, y, fma32(xx, y, -rx))
+
+
+@njit(**CPU_INLINE)
+def _dfmul_df_df(xx, xy, yx, yy):
+    rx = xx * yx
+    return rx, fma32(xx, yy, fma32(xy, yx, fma32(xx, yx, -rx)))
+
+
+@njit(**CPU_INLINE)
+def _dfsqu(xx, xy):
+    rx = xx * xx
+    return rx, fma32(xx + xx, xy, fma32(xx, xx, -rx))
+
+
+@njit(**CPU_INLINE)
+def _expk2f(dx, dy):
+    u = (dx + dy) * _R_LN2F
+    q = np.int32(np.rint(u))
+    qf = _F(q)
+    sx, sy = _dfadd2_df_f(dx, dy, qf * -_L2UF)
+    sx, sy = _dfadd2_df_f(sx, sy, qf * -_L2LF)
+    u = _F(0.1980960224e-3)
+    u = fma32(u, sx, _F(0.1394256484e-2))
+    u = fma32(u, sx, _F(0.8333456703e-2))
+    u = fma32(u, sx, _F(0.4166637361e-1))
+    tx, ty = _dfmul_df_f(sx, sy, u)
+    tx, ty = _dfadd2_df_f(tx, ty, _F(0.166666659414234244790680580464e+0))
+    tx, ty = _dfmul_df_df(sx, sy, tx, ty)
+    tx, ty = _dfadd2_df_f(tx, ty, _F(0.5))
+    ax, ay = _dfsqu(sx, sy)
+    tx, ty = _dfmul_df_df(ax, ay, tx, ty)
+    tx, ty = _dfadd2_df_df(sx, sy, tx, ty)
+    tx, ty = _dfadd_f_df(_F(1.0), tx, ty)
+    tx = _ldexp2(tx, q)
+    ty = _ldexp2(ty, q)
+    if dx < _F(-104.0):
+        return _F(0.0), _F(0.0)
+    return tx, ty
+
+
+@njit(**CPU)
+def sleef_expm1f(x):
+    """``Sleef_expm1f16_u10`` of each float32 ``x``."""
+    out = np.empty_like(x)
+    for i in range(x.size):
+        a = x[i]
+        dx, dy = _expk2f(a, _F(0.0))
+        dx, dy = _dfadd2_df_f(dx, dy, _F(-1.0))
+        r = dx + dy
+        if a > _F(88.72283172607421875):
+            r = _F(np.inf)
+        if a < _F(-16.635532333438687426013570):
+            r = _F(-1.0)
+        if a == 0 and np.signbit(a):
+            r = _F(-0.0)
+        out[i] = r
+    return out
