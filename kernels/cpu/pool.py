@@ -1,0 +1,431 @@
+"""Pooling kernels: max and average pooling over precomputed windows.
+
+Two layouts, as torch's quantized CPU kernels have them:
+
+* ``*_nc``: planes first, ``x`` of shape ``(P, D, H, W)`` (``P = N*C``), C
+  order; torch's NCHW paths (and qops's ``reference`` profile).
+* ``*_cl``: channels last, ``x`` of shape ``(N, D, H, W, C)``, C order;
+  torch's NHWC / NDHWC paths.
+
+2-D pooling uses ``D = 1``.  The API layer computes the windows once per
+dimension: for output index ``o`` the taps ``lo[o] <= i < hi[o]`` (clipped to
+the input) and, for average pooling, ``ext[o]``, the window's extent over the
+zero-padded input (``count_include_pad``'s divisor).  Max pooling steps
+through ``lo[o], lo[o] + dil, ...``.  Adaptive average pooling passes
+``ext = hi - lo``.
+
+Average pooling rounds with one of the ``AVG_*`` recipes below (torch 2.13.0
+measured on an AVX512 machine); ``s`` is the window sum minus ``size * zp``
+(int32 wraparound, as torch), ``m = fl(1/d)`` for the divisor ``d``:
+
+``AVG_REF``
+    exact: ``zp + rne(s / d)``, saturated.
+``AVG_TORCH_NCHW``
+    avg_pool2d's NCHW loop: ``r = rne(fl(fl(fl(s) * m) + fl(zp)))``, the
+    float32 converted to int32 (overflow gives INT32_MIN), then clamped.
+``AVG_TORCH_NHWC``
+    avg_pool2d/3d's NHWC loop: channels ``c < cvec`` (the AVX512 part,
+    ``C // 16 * 16`` for 8-bit types) ``rne(fl(fl(s) * m)) + zp``; the other
+    channels ``rne(fl(fl(fl(s) * m) + fl(zp)))`` (fbgemm's scalar
+    ``Quantize``), clamped.
+``AVG_ADAPTIVE_NCHW``
+    adaptive pooling's NCHW loop: the raw window sum ``t`` (no zero point),
+    ``rne(fl(fl(t) * r))`` with ``r = fl(fl(fl(1/kD)/kH)/kW)``, converted to
+    int32 and truncated to the storage type (torch does not clamp).
+``AVG_ADAPTIVE_NHWC``
+    adaptive pooling's NDHWC loop: channels ``c < cvec`` (``C // 8 * 8``: the
+    AVX512 part and the compiler-vectorised part of the tail)
+    ``rne(fma(fl(s), m, fl(zp)))``; the other channels
+    ``rne(fl(fl(fl(s) * m) + fl(zp)))``, clamped.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .._options import CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN
+from ._llvm import fma32
+from .scalar import clamp_int, div_rne
+
+__all__ = [
+    "AVG_REF", "AVG_TORCH_NCHW", "AVG_TORCH_NHWC", "AVG_ADAPTIVE_NCHW", "AVG_ADAPTIVE_NHWC",
+    "max_pool_nc", "max_pool_cl", "avg_pool_nc", "avg_pool_cl",
+]
+
+AVG_REF = 0
+AVG_TORCH_NCHW = 1
+AVG_TORCH_NHWC = 2
+AVG_ADAPTIVE_NCHW = 3
+AVG_ADAPTIVE_NHWC = 4
+
+_INT32_MIN = -2147483648
+_TWO31 = 2147483648.0
+#: the largest float32 below 2**31 (torch's vector quantize clips to it)
+_F32_INT32_MAX = 2147483520.0
+
+
+# --------------------------------------------------------------------------
+# element recipes
+# --------------------------------------------------------------------------
+
+
+@njit(**CPU_INLINE)
+def _cvt32(r):
+    """x86 float -> int32 conversion of an integral float: NaN or overflow
+    gives INT32_MIN."""
+    if r != r or r >= _TWO31 or r < -_TWO31:
+        return np.int64(_INT32_MIN)
+    return np.int64(r)
+
+
+@njit(**CPU_INLINE)
+def _wrap_storage(v, qmin):
+    """int32 ``v`` truncated to the storage type (C's narrowing cast)."""
+    if qmin == 0:
+        return v & 0xFF
+    if qmin == -128:
+        return ((v + 128) & 0xFF) - 128
+    return v
+
+
+@njit(**CPU_INLINE)
+def _mults(mode, d, kd, kh, kw):
+    """The per-window float32 multiplier of ``mode``."""
+    if mode == AVG_ADAPTIVE_NCHW:
+        r = np.float32(1.0 / np.float64(kd))
+        r = np.float32(np.float64(r) / np.float64(np.float32(kh)))
+        return np.float32(np.float64(r) / np.float64(np.float32(kw)))
+    if mode == AVG_TORCH_NCHW:
+        return np.float32(1.0 / np.float64(d))
+    # NHWC kernels: 1.0f / float(d) (float32 operands, correctly rounded)
+    return np.float32(1.0 / np.float64(np.float32(d)))
+
+
+@njit(**CPU_INLINE)
+def _avg_one(mode, s, t, d, m, vec, zp, zpf, qmin, qmax):
+    """One output of average pooling; ``s`` = sum - size*zp, ``t`` = raw sum."""
+    if mode == AVG_REF:
+        if d < 0:
+            return clamp_int(zp + div_rne(-s, -d), qmin, qmax)
+        return clamp_int(zp + div_rne(s, d), qmin, qmax)
+    s32 = np.int64(np.int32(s))
+    if mode == AVG_ADAPTIVE_NCHW:
+        v = np.float32(np.float64(np.float32(t)) * np.float64(m))
+        return _wrap_storage(_cvt32(np.rint(np.float64(v))), qmin)
+    sf = np.float32(s32)
+    if vec:
+        if mode == AVG_ADAPTIVE_NHWC:
+            v = np.float64(fma32(sf, m, zpf))
+            v = min(v, _F32_INT32_MAX) if v == v else _F32_INT32_MAX
+            return clamp_int(_cvt32(np.rint(v)), qmin, qmax)
+        v = np.float64(np.float32(np.float64(sf) * np.float64(m)))
+        v = min(v, _F32_INT32_MAX) if v == v else _F32_INT32_MAX
+        r = np.int64(np.int32(_cvt32(np.rint(v)) + zp))
+        return clamp_int(r, qmin, qmax)
+    p = np.float32(np.float64(sf) * np.float64(m))
+    v = np.float32(np.float64(p) + np.float64(zpf))
+    r = np.rint(np.float64(v))
+    if mode == AVG_TORCH_NCHW:
+        return clamp_int(_cvt32(r), qmin, qmax)
+    # fbgemm's scalar Quantize clamps the float in double
+    if r <= qmin:
+        return np.int64(qmin)
+    if r >= qmax:
+        return np.int64(qmax)
+    return np.int64(r)
+
+
+# --------------------------------------------------------------------------
+# planes first: x (P, D, H, W) -> out (P, oD, oH, oW)
+# --------------------------------------------------------------------------
+
+
+@njit(**CPU)
+def _max_nc_plane(x, out, p, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
+    xp = x[p]
+    op = out[p]
+    d_, h_ = x.shape[1], x.shape[2]
+    od, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    # maxima along W first (max is separable)
+    hm = np.empty((d_, h_, ow), x.dtype)
+    for i in range(d_):
+        for j in range(h_):
+            xrow = xp[i, j]
+            hrow = hm[i, j]
+            for c in range(ow):
+                best = lowest
+                for k in range(lo_w[c], hi_w[c], dw):
+                    if xrow[k] > best:
+                        best = xrow[k]
+                hrow[c] = best
+    for a in range(od):
+        for b in range(oh):
+            orow = op[a, b]
+            for c in range(ow):
+                orow[c] = lowest
+            for i in range(lo_d[a], hi_d[a], dd):
+                for j in range(lo_h[b], hi_h[b], dh):
+                    hrow = hm[i, j]
+                    for c in range(ow):
+                        orow[c] = max(orow[c], hrow[c])
+
+
+@njit(**CPU)
+def _max_nc_serial(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
+    for p in range(x.shape[0]):
+        _max_nc_plane(x, out, p, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest)
+
+
+@njit(**CPU_PARALLEL)
+def _max_nc_par(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
+    for p in prange(x.shape[0]):
+        _max_nc_plane(x, out, p, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest)
+
+
+@njit(**CPU)
+def _avg_nc_plane(x, out, p, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
+                  cip, divisor, mode, cvec, nch, zp, qmin, qmax):
+    zpf = np.float32(zp)
+    vec = (p % nch) < cvec
+    xp = x[p]
+    op = out[p]
+    d_, h_ = x.shape[1], x.shape[2]
+    od, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    # window sums along W first (integer sums are exact in any order)
+    hs = np.empty((d_, h_, ow), np.int64)
+    for i in range(d_):
+        for j in range(h_):
+            xrow = xp[i, j]
+            hrow = hs[i, j]
+            for c in range(ow):
+                t = np.int64(0)
+                for k in range(lo_w[c], hi_w[c]):
+                    t += np.int64(xrow[k])
+                hrow[c] = t
+    last_d = np.int64(0)
+    m = np.float32(0)
+    for a in range(od):
+        kd = hi_d[a] - lo_d[a]
+        for b in range(oh):
+            kh = hi_h[b] - lo_h[b]
+            orow = op[a, b]
+            for c in range(ow):
+                kw = hi_w[c] - lo_w[c]
+                size = kd * kh * kw
+                if divisor != 0:
+                    d = divisor
+                elif cip:
+                    d = ext_d[a] * ext_h[b] * ext_w[c]
+                else:
+                    d = size
+                if mode == AVG_ADAPTIVE_NCHW or d != last_d:
+                    m = _mults(mode, d, kd, kh, kw)
+                    last_d = d
+                t = np.int64(0)
+                for i in range(lo_d[a], hi_d[a]):
+                    for j in range(lo_h[b], hi_h[b]):
+                        t += hs[i, j, c]
+                orow[c] = _avg_one(mode, t - size * zp, t, d, m, vec, zp, zpf, qmin, qmax)
+
+
+@njit(**CPU)
+def _avg_nc_serial(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
+                   cip, divisor, mode, cvec, nch, zp, qmin, qmax):
+    for p in range(x.shape[0]):
+        _avg_nc_plane(x, out, p, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
+                      cip, divisor, mode, cvec, nch, zp, qmin, qmax)
+
+
+@njit(**CPU_PARALLEL)
+def _avg_nc_par(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
+                cip, divisor, mode, cvec, nch, zp, qmin, qmax):
+    for p in prange(x.shape[0]):
+        _avg_nc_plane(x, out, p, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
+                      cip, divisor, mode, cvec, nch, zp, qmin, qmax)
+
+
+# --------------------------------------------------------------------------
+# channels last: x (N, D, H, W, C) -> out (N, oD, oH, oW, C), viewed as rows
+# x2 (N*D*H*W, C) and out2 (N*oD*oH*oW, C)
+# --------------------------------------------------------------------------
+
+
+@njit(**CPU)
+def _max_cl_rows(x2, out2, r0, r1, dims, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
+    d_, h_, w_, od, oh, ow = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
+    nc = out2.shape[1]
+    for r in range(r0, r1):
+        c_ = r % ow
+        t = r // ow
+        b = t % oh
+        t = t // oh
+        a = t % od
+        n = t // od
+        for ch in range(nc):
+            out2[r, ch] = lowest
+        for i in range(lo_d[a], hi_d[a], dd):
+            for j in range(lo_h[b], hi_h[b], dh):
+                base = ((n * d_ + i) * h_ + j) * w_
+                for k in range(lo_w[c_], hi_w[c_], dw):
+                    row = base + k
+                    for ch in range(nc):
+                        out2[r, ch] = max(out2[r, ch], x2[row, ch])
+
+
+@njit(**CPU_INLINE)
+def _finish_cl(mode, acc, o, nc, cvec, size, d, m, zp, zpf, qmin, qmax):
+    off = size * zp
+    if mode == AVG_TORCH_NHWC:
+        for ch in range(cvec):
+            s32 = np.int64(np.int32(acc[ch] - off))
+            v = np.float64(np.float32(np.float64(np.float32(s32)) * np.float64(m)))
+            r = np.int64(np.int32(_cvt32(np.rint(v)) + zp))
+            o[ch] = min(max(r, qmin), qmax)
+        for ch in range(cvec, nc):
+            s32 = np.int64(np.int32(acc[ch] - off))
+            pr = np.float32(np.float64(np.float32(s32)) * np.float64(m))
+            v = np.rint(np.float64(np.float32(np.float64(pr) + np.float64(zpf))))
+            o[ch] = np.int64(min(max(v, np.float64(qmin)), np.float64(qmax)))
+    elif mode == AVG_ADAPTIVE_NHWC:
+        for ch in range(cvec):
+            s32 = np.int64(np.int32(acc[ch] - off))
+            v = np.rint(np.float64(fma32(np.float32(s32), m, zpf)))
+            o[ch] = min(max(_cvt32(v), qmin), qmax)
+        for ch in range(cvec, nc):
+            s32 = np.int64(np.int32(acc[ch] - off))
+            pr = np.float32(np.float64(np.float32(s32)) * np.float64(m))
+            v = np.rint(np.float64(np.float32(np.float64(pr) + np.float64(zpf))))
+            o[ch] = np.int64(min(max(v, np.float64(qmin)), np.float64(qmax)))
+    else:
+        for ch in range(nc):
+            t = acc[ch]
+            o[ch] = _avg_one(mode, t - off, t, d, m, ch < cvec, zp, zpf, qmin, qmax)
+
+
+@njit(**CPU)
+def _avg_cl_rows(x2, out2, acc, r0, r1, dims, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w,
+                 ext_w, cip, divisor, mode, cvec, zp, qmin, qmax):
+    d_, h_, w_, od, oh, ow = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
+    nc = out2.shape[1]
+    zpf = np.float32(zp)
+    for r in range(r0, r1):
+        c_ = r % ow
+        t = r // ow
+        b = t % oh
+        t = t // oh
+        a = t % od
+        n = t // od
+        kd = hi_d[a] - lo_d[a]
+        kh = hi_h[b] - lo_h[b]
+        kw = hi_w[c_] - lo_w[c_]
+        size = kd * kh * kw
+        if divisor != 0:
+            d = divisor
+        elif cip:
+            d = ext_d[a] * ext_h[b] * ext_w[c_]
+        else:
+            d = size
+        m = _mults(mode, d, kd, kh, kw)
+        for ch in range(nc):
+            acc[ch] = 0
+        for i in range(lo_d[a], hi_d[a]):
+            for j in range(lo_h[b], hi_h[b]):
+                base = ((n * d_ + i) * h_ + j) * w_
+                for k in range(lo_w[c_], hi_w[c_]):
+                    row = base + k
+                    for ch in range(nc):
+                        acc[ch] += x2[row, ch]
+        _finish_cl(mode, acc, out2[r], nc, cvec, size, d, m, zp, zpf, qmin, qmax)
+
+
+
+def _dims(x, out):
+    return np.array([x.shape[1], x.shape[2], x.shape[3], out.shape[1], out.shape[2], out.shape[3]],
+                    np.int64)
+
+
+@njit(**CPU)
+def _max_cl_serial(x2, out2, dims, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
+    _max_cl_rows(x2, out2, 0, out2.shape[0], dims, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw,
+                 lowest)
+
+
+@njit(**CPU_PARALLEL)
+def _max_cl_par(x2, out2, dims, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
+    rows = out2.shape[0]
+    step = max(1, 4096 // max(1, out2.shape[1]))
+    for t in prange((rows + step - 1) // step):
+        _max_cl_rows(x2, out2, t * step, min(rows, (t + 1) * step), dims,
+                     lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest)
+
+
+@njit(**CPU)
+def _avg_cl_serial(x2, out2, acc2, step, dims, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w,
+                   ext_w, cip, divisor, mode, cvec, zp, qmin, qmax):
+    _avg_cl_rows(x2, out2, acc2[0], 0, out2.shape[0], dims, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h,
+                 lo_w, hi_w, ext_w, cip, divisor, mode, cvec, zp, qmin, qmax)
+
+
+@njit(**CPU_PARALLEL)
+def _avg_cl_par(x2, out2, acc2, step, dims, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w,
+                ext_w, cip, divisor, mode, cvec, zp, qmin, qmax):
+    rows = out2.shape[0]
+    for t in prange((rows + step - 1) // step):
+        _avg_cl_rows(x2, out2, acc2[t], t * step, min(rows, (t + 1) * step), dims,
+                     lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
+                     cip, divisor, mode, cvec, zp, qmin, qmax)
+
+
+# --------------------------------------------------------------------------
+# public kernels (same names and argument order as kernels/cuda/pool.py)
+# --------------------------------------------------------------------------
+
+
+def _big(x, out):
+    return max(x.size, out.size) >= PARALLEL_MIN
+
+
+def max_pool_nc(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
+    """Max pooling, planes first: ``out[p, a, b, c]`` is the largest tap of
+    window ``(a, b, c)`` (``lowest`` for a window without taps)."""
+    f = _max_nc_par if _big(x, out) and x.shape[0] > 1 else _max_nc_serial
+    f(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest)
+
+
+def max_pool_cl(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
+    """Max pooling, channels last (``x`` of shape ``(N, D, H, W, C)``)."""
+    f = _max_cl_par if _big(x, out) else _max_cl_serial
+    c = x.shape[4]
+    f(x.reshape(-1, c), out.reshape(-1, c), _dims(x, out), lo_d, hi_d, lo_h, hi_h, lo_w, hi_w,
+      dd, dh, dw, lowest)
+
+
+def avg_pool_nc(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
+                cip, divisor, mode, cvec, nch, zp, qmin, qmax):
+    """Average pooling, planes first, with recipe ``mode`` (an ``AVG_*`` code).
+
+    ``divisor`` is ``divisor_override`` (0: none); ``cip`` is
+    ``count_include_pad``.  Plane ``p`` is channel ``p % nch``; channels
+    ``c < cvec`` take the vector branch of an NHWC ``mode`` (so the NHWC
+    recipes can run on planes-first data too, as the CUDA path does).
+    """
+    f = _avg_nc_par if _big(x, out) and x.shape[0] > 1 else _avg_nc_serial
+    f(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
+      cip, divisor, mode, cvec, nch, zp, qmin, qmax)
+
+
+def avg_pool_cl(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
+                cip, divisor, mode, cvec, zp, qmin, qmax):
+    """Average pooling, channels last; channels ``c < cvec`` take the vector
+    branch of ``mode``."""
+    c = x.shape[4]
+    rows = out.size // c
+    big = _big(x, out)
+    step = max(1, 4096 // c) if big else rows
+    # exact int32 sums for byte inputs (at most 2**23 taps), int64 otherwise;
+    # torch's own kernels wrap at int32, the recipes reproduce that
+    taps = (np.max(hi_d - lo_d) * np.max(hi_h - lo_h) * np.max(hi_w - lo_w)) if rows else 0
+    small = x.itemsize == 1 and taps <= 2**23
+    acc2 = np.zeros(((rows + step - 1) // step, c), np.int32 if small else np.int64)
+    f = _avg_cl_par if big else _avg_cl_serial
+    f(x.reshape(-1, c), out.reshape(-1, c), acc2, step, _dims(x, out), lo_d, hi_d, ext_d,
+      lo_h, hi_h, ext_h, lo_w, hi_w, ext_w, cip, divisor, mode, cvec, zp, qmin, qmax)
