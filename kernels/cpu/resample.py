@@ -1,0 +1,315 @@
+"""CPU kernels: nearest and bilinear resampling, channel shuffle.
+
+Every array is C-contiguous.  The index and weight tables (one entry per
+output row or column) are computed by the caller, in torch's float32
+arithmetic (``qops/_resample.py``); the kernels only gather, and for bilinear
+blend four neighbours and round into the (unchanged) quantization parameters.
+
+Layouts
+-------
+``nearest``
+    ``x`` is ``(B, D, H, W, K)`` and ``out`` ``(B, OD, OH, OW, K)``: NCHW data
+    is ``B = N*C``, ``K = 1``; channels-last data is ``B = N``, ``K = C``;
+    4-D tensors have ``D = OD = 1``.
+``bilinear_nchw``
+    ``x`` is ``(B, H, W)``, ``out`` ``(B, OH, OW)`` with ``B = N*C``.
+``bilinear_nhwc``
+    ``x`` is ``(N, H, W, C)``, ``out`` ``(N, OH, OW, C)``.
+``channel_shuffle``
+    ``x`` is ``(B, G, Cg, S)`` and ``out`` ``(B, Cg, G, S)``: NCHW data is
+    ``B = N``, ``S = H*W``; channels-last data is ``B = N*H*W``, ``S = 1``.
+
+Bilinear arithmetic (torch 2.13.0, ``aten/src/ATen/native/quantized/cpu``)
+--------------------------------------------------------------------------
+Both kernels compute, in float32, ``t0 = w0*p0 + w1*p1``, ``t1 = w0*p2 +
+w1*p3``, ``r = h0*t0 + h1*t1``, then requantize as fbgemm's legacy
+``Quantize`` with scale 1: ``q = clamp(rne(fl(fl(r - zp) + zp)))``.  They
+differ in where the products are fused, as torch's compiled code fuses them:
+
+* ``bilinear_nchw`` (``UpSampleBilinear2d.cpp``): no fused multiply-add.
+* ``bilinear_nhwc`` (``qupsample_bilinear2d_nhwc_kernel``, built with AVX512
+  flags): channels below ``nvec`` (the explicit 16-lane loop and the
+  compiler's 8-lane vectorisation of the tail) fuse the right product,
+  ``t0 = fma(w1, p1, w0*p0)``, ``t1 = fma(w1, p3, w0*p2)``,
+  ``r = fma(h1, t1, h0*t0)``; the remaining channels (scalar code) fuse the
+  left one, ``t0 = fma(w0, p0, w1*p1)``, ``t1 = fma(w0, p2, w1*p3)``,
+  ``r = fma(h0, t0, h1*t1)``.
+
+``bilinear_reference`` is the ideal: float64 weights and sums, one rounding.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN
+from ._llvm import fma32
+
+__all__ = ["nearest", "bilinear_nchw", "bilinear_nhwc", "bilinear_reference", "channel_shuffle"]
+
+
+@njit(**CPU_INLINE)
+def _requant_f32(r, zpf, fmin, fmax, qmax):
+    """fbgemm's legacy ``Quantize`` at scale 1 of ``r = result - zp``:
+    ``clamp(rne(fl(r + zp)))``.  The clamp runs in float (branch-free, so loops
+    vectorise); ``fmax`` is ``qmax`` rounded to float32, hence the final ``min``
+    (qint32: ``2**31 - 1`` rounds up to ``2**31``)."""
+    v = np.rint(np.float32(r + zpf))
+    return min(np.int64(min(max(v, fmin), fmax)), qmax)
+
+
+def _chunks(rows, inner):
+    """Rows per parallel work item (about ``CHUNK`` output elements)."""
+    return max(1, CHUNK // max(1, inner))
+
+
+# --------------------------------------------------------------------------
+# nearest
+# --------------------------------------------------------------------------
+
+
+@njit(**CPU)
+def _nearest_rows(x, di, hi, wi, out, lo, hi_row):
+    D, H, W, K = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    OWu = np.uint64(OW)
+    Ku = np.uint64(K)
+    for row in range(lo, hi_row):
+        oh = row % OH
+        t = row // OH
+        od = t % OD
+        b = t // OD
+        src = np.uint64(((b * D + di[od]) * H + hi[oh]) * W)
+        dst = np.uint64(row * OW)
+        if K == 1:
+            for ow in range(OWu):
+                of[dst + ow] = xf[src + np.uint64(wi[ow])]
+        else:
+            for ow in range(OWu):
+                s = (src + np.uint64(wi[ow])) * Ku
+                d = (dst + ow) * Ku
+                for k in range(Ku):
+                    of[d + k] = xf[s + k]
+
+
+@njit(**CPU_PARALLEL)
+def _nearest_par(x, di, hi, wi, out, step):
+    rows = out.shape[0] * out.shape[1] * out.shape[2]
+    for t in prange((rows + step - 1) // step):
+        _nearest_rows(x, di, hi, wi, out, t * step, min(rows, (t + 1) * step))
+
+
+def nearest(x, di, hi, wi, out):
+    """``out[b, od, oh, ow, :] = x[b, di[od], hi[oh], wi[ow], :]``."""
+    rows = out.shape[0] * out.shape[1] * out.shape[2]
+    if out.size >= PARALLEL_MIN:
+        _nearest_par(x, di, hi, wi, out, _chunks(rows, out.shape[3] * out.shape[4]))
+    elif rows:
+        _nearest_rows(x, di, hi, wi, out, 0, rows)
+
+
+# --------------------------------------------------------------------------
+# bilinear
+# --------------------------------------------------------------------------
+
+
+@njit(**CPU)
+def _bilinear_nchw_rows(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zpf, qmin, qmax, out, lo, hi_row):
+    H, W = x.shape[1], x.shape[2]
+    OH, OW = out.shape[1], out.shape[2]
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    fmin = np.float32(qmin)
+    fmax = np.float32(qmax)
+    OWu = np.uint64(OW)
+    for row in range(lo, hi_row):
+        oh = row % OH
+        b = row // OH
+        base0 = np.uint64((b * H + hidx[oh]) * W)
+        base1 = base0 + np.uint64(hp[oh] * W)
+        h0 = hl0[oh]
+        h1 = hl1[oh]
+        dst = np.uint64(row * OW)
+        for ow in range(OWu):
+            w = np.uint64(widx[ow])
+            wq = w + np.uint64(wp[ow])
+            w0 = wl0[ow]
+            w1 = wl1[ow]
+            t0 = w0 * np.float32(xf[base0 + w]) + w1 * np.float32(xf[base0 + wq])
+            t1 = w0 * np.float32(xf[base1 + w]) + w1 * np.float32(xf[base1 + wq])
+            r = h0 * t0 + h1 * t1
+            of[dst + ow] = _requant_f32(r - zpf, zpf, fmin, fmax, qmax)
+
+
+@njit(**CPU_PARALLEL)
+def _bilinear_nchw_par(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zpf, qmin, qmax, out, step):
+    rows = out.shape[0] * out.shape[1]
+    for t in prange((rows + step - 1) // step):
+        _bilinear_nchw_rows(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zpf, qmin, qmax, out,
+                            t * step, min(rows, (t + 1) * step))
+
+
+def bilinear_nchw(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zpf, qmin, qmax, out):
+    """torch's NCHW quantized bilinear (unfused float32) on ``(B, H, W)`` planes.
+
+    ``hidx``/``widx`` are the top/left source indices, ``hp``/``wp`` the
+    offsets (0 or 1) of the second neighbour, ``hl0, hl1, wl0, wl1`` the
+    float32 weights; ``zpf`` is the zero point as float32.
+    """
+    rows = out.shape[0] * out.shape[1]
+    if out.size >= PARALLEL_MIN:
+        _bilinear_nchw_par(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zpf, qmin, qmax, out,
+                           _chunks(rows, out.shape[2]))
+    elif rows:
+        _bilinear_nchw_rows(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zpf, qmin, qmax, out, 0, rows)
+
+
+@njit(**CPU)
+def _bilinear_nhwc_rows(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zpf, qmin, qmax, nvec, out, lo, hi_row):
+    H, W, C = x.shape[1], x.shape[2], x.shape[3]
+    OH, OW = out.shape[1], out.shape[2]
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    fmin = np.float32(qmin)
+    fmax = np.float32(qmax)
+    Cu = np.uint64(C)
+    nv = np.uint64(nvec)
+    for row in range(lo, hi_row):
+        oh = row % OH
+        b = row // OH
+        r0 = b * H + hidx[oh]
+        r1 = r0 + hp[oh]
+        h0 = hl0[oh]
+        h1 = hl1[oh]
+        for ow in range(OW):
+            w = widx[ow]
+            wq = w + wp[ow]
+            w0 = wl0[ow]
+            w1 = wl1[ow]
+            s0 = np.uint64((r0 * W + w) * C)
+            s1 = np.uint64((r0 * W + wq) * C)
+            s2 = np.uint64((r1 * W + w) * C)
+            s3 = np.uint64((r1 * W + wq) * C)
+            d = np.uint64((row * OW + ow) * C)
+            for c in range(nv):  # torch's vector code
+                t0 = fma32(w1, np.float32(xf[s1 + c]), w0 * np.float32(xf[s0 + c]))
+                t1 = fma32(w1, np.float32(xf[s3 + c]), w0 * np.float32(xf[s2 + c]))
+                r = fma32(h1, t1, h0 * t0)
+                of[d + c] = _requant_f32(r - zpf, zpf, fmin, fmax, qmax)
+            for c in range(nv, Cu):  # torch's scalar code
+                t0 = fma32(w0, np.float32(xf[s0 + c]), w1 * np.float32(xf[s1 + c]))
+                t1 = fma32(w0, np.float32(xf[s2 + c]), w1 * np.float32(xf[s3 + c]))
+                r = fma32(h0, t0, h1 * t1)
+                of[d + c] = _requant_f32(r - zpf, zpf, fmin, fmax, qmax)
+
+
+@njit(**CPU_PARALLEL)
+def _bilinear_nhwc_par(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zpf, qmin, qmax, nvec, out, step):
+    rows = out.shape[0] * out.shape[1]
+    for t in prange((rows + step - 1) // step):
+        _bilinear_nhwc_rows(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zpf, qmin, qmax, nvec, out,
+                            t * step, min(rows, (t + 1) * step))
+
+
+def bilinear_nhwc(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zpf, qmin, qmax, nvec, out):
+    """torch's channels-last quantized bilinear on ``(N, H, W, C)``: channels
+    ``< nvec`` fuse as its vector code, the rest as its scalar code."""
+    rows = out.shape[0] * out.shape[1]
+    if out.size >= PARALLEL_MIN:
+        _bilinear_nhwc_par(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zpf, qmin, qmax, nvec, out,
+                           _chunks(rows, out.shape[2] * out.shape[3]))
+    elif rows:
+        _bilinear_nhwc_rows(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zpf, qmin, qmax, nvec, out, 0, rows)
+
+
+@njit(**CPU)
+def _bilinear_reference_rows(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zp, qmin, qmax, out, lo, hi_row):
+    H, W = x.shape[1], x.shape[2]
+    OH, OW = out.shape[1], out.shape[2]
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    for row in range(lo, hi_row):
+        oh = row % OH
+        b = row // OH
+        base0 = (b * H + hidx[oh]) * W
+        base1 = base0 + hp[oh] * W
+        h0 = hl0[oh]
+        h1 = hl1[oh]
+        dst = row * OW
+        for ow in range(OW):
+            w = widx[ow]
+            wq = w + wp[ow]
+            w0 = wl0[ow]
+            w1 = wl1[ow]
+            t0 = w0 * np.float64(np.int64(xf[base0 + w]) - zp) + w1 * np.float64(np.int64(xf[base0 + wq]) - zp)
+            t1 = w0 * np.float64(np.int64(xf[base1 + w]) - zp) + w1 * np.float64(np.int64(xf[base1 + wq]) - zp)
+            v = np.rint(h0 * t0 + h1 * t1) + zp
+            if v <= qmin:
+                of[dst + ow] = qmin
+            elif v >= qmax:
+                of[dst + ow] = qmax
+            else:
+                of[dst + ow] = np.int64(v)
+
+
+@njit(**CPU_PARALLEL)
+def _bilinear_reference_par(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zp, qmin, qmax, out, step):
+    rows = out.shape[0] * out.shape[1]
+    for t in prange((rows + step - 1) // step):
+        _bilinear_reference_rows(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zp, qmin, qmax, out,
+                                 t * step, min(rows, (t + 1) * step))
+
+
+def bilinear_reference(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zp, qmin, qmax, out):
+    """The ideal bilinear on ``(B, H, W)`` planes: float64 weights (``hl*``,
+    ``wl*``) on ``q - zp``, one round half to even, saturate."""
+    rows = out.shape[0] * out.shape[1]
+    if out.size >= PARALLEL_MIN:
+        _bilinear_reference_par(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zp, qmin, qmax, out,
+                                _chunks(rows, out.shape[2]))
+    elif rows:
+        _bilinear_reference_rows(x, hidx, hp, hl0, hl1, widx, wp, wl0, wl1, zp, qmin, qmax, out, 0, rows)
+
+
+# --------------------------------------------------------------------------
+# channel shuffle
+# --------------------------------------------------------------------------
+
+
+@njit(**CPU)
+def _shuffle_rows(x, out, lo, hi_row):
+    G, Cg, S = x.shape[1], x.shape[2], x.shape[3]
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    Gu = np.uint64(G)
+    Cgu = np.uint64(Cg)
+    Su = np.uint64(S)
+    for row in range(lo, hi_row):  # row = (b, cg) of the output
+        cg = np.uint64(row % Cg)
+        base = np.uint64(row // Cg) * Gu * Cgu * Su
+        d = np.uint64(row) * Gu * Su
+        if S == 1:
+            for g in range(Gu):
+                of[d + g] = xf[base + g * Cgu + cg]
+        else:
+            for g in range(Gu):
+                s = base + (g * Cgu + cg) * Su
+                for k in range(Su):
+                    of[d + g * Su + k] = xf[s + k]
+
+
+@njit(**CPU_PARALLEL)
+def _shuffle_par(x, out, step):
+    rows = out.shape[0] * out.shape[1]
+    for t in prange((rows + step - 1) // step):
+        _shuffle_rows(x, out, t * step, min(rows, (t + 1) * step))
+
+
+def channel_shuffle(x, out):
+    """``out[b, cg, g, :] = x[b, g, cg, :]``: the transpose of the group axes."""
+    rows = out.shape[0] * out.shape[1]
+    if out.size >= PARALLEL_MIN:
+        _shuffle_par(x, out, _chunks(rows, out.shape[2] * out.shape[3]))
+    elif rows:
+        _shuffle_rows(x, out, 0, rows)
