@@ -1,0 +1,417 @@
+"""CPU kernels: quantized layer, group, instance and batch normalisation.
+
+Every kernel reproduces torch 2.13's ATen quantized CPU kernels on an AVX512
+machine (``quantized_normalize_kernel``, ``quantized_groupnorm_nhwc_kernel``
+and ``q_batch_norm_kernel`` in ``QuantizedOpKernels.cpp``) operation for
+operation; ``docs/ops_norm.md`` states the arithmetic and how it was measured.
+The ``*_ref`` kernels compute the ideal result (float64 on the dequantized
+values, one round-half-to-even into the output parameters).
+
+Layout contract (the API layer canonicalises to it): quantized data are flat
+C-contiguous **uint8** arrays; qint8 data are passed as their bytes with
+``sgn = 1`` (value ``(byte ^ 0x80) - 128``), so each kernel compiles once for
+both dtypes, and outputs are written back as bytes (two's complement).
+Per-row layouts:
+
+* layer norm: ``M`` rows of ``N`` elements, affine parameters per element;
+* group norm, NCHW: ``Bs * G`` rows of ``cpg * HW`` elements;
+* group norm, NHWC: ``Bs`` images of ``HW`` pixels of ``C`` channels;
+* batch norm: contiguous ``(Bs, C, inner)``: only the channel matters.
+
+torch's vector code handles 64 quint8/qint8 values per step (``Vectorized``
+with 16-lane floats); a remainder shorter than 64 runs through a scalar loop
+that GCC vectorises 32 wide, so its first 32 elements (when it has 32) take
+the vector arithmetic and the rest the scalar one.  :func:`_vec_end` gives
+that split.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .._options import CPU_INLINE, CPU_PARALLEL
+from ._llvm import fma32
+
+__all__ = [
+    "layer_norm",
+    "group_norm_nchw",
+    "group_norm_nhwc_rows",
+    "group_norm_nhwc_sums",
+    "group_norm_nhwc_apply",
+    "batch_norm",
+    "layer_norm_ref",
+    "group_norm_ref",
+    "batch_norm_ref",
+]
+
+_CVT_MAX = 2147483520.0  # the largest float32 below 2**31 (torch's clip before cvtps2dq)
+_TWO31 = 2147483648.0
+_TWO63 = 9223372036854775808.0
+
+
+# --------------------------------------------------------------------------
+# element functions
+# --------------------------------------------------------------------------
+
+
+@njit(**CPU_INLINE)
+def _value(b, sgn):
+    """The integer value of stored byte ``b`` (uint8, or qint8 when ``sgn``)."""
+    if sgn:
+        return np.int64(b ^ np.uint8(0x80)) - 128
+    return np.int64(b)
+
+
+@njit(**CPU_INLINE)
+def _clamp(q, qmin, qmax):
+    if q < qmin:
+        return qmin
+    if q > qmax:
+        return qmax
+    return q
+
+
+@njit(**CPU_INLINE)
+def quant_vec(y, inv, zp, qmin, qmax):
+    """torch's AVX512 ``QuantizeAvx512``: ``t = fl(y * inv)`` clipped to
+    2147483520 (NaN too), ``cvtps2dq`` (INT32_MIN below -2**31), plus the zero
+    point in int32 (wrapping), clamped."""
+    t = np.float32(y * inv)
+    if not (t <= _CVT_MAX):
+        t = np.float32(_CVT_MAX)
+    if t < -_TWO31:  # cvtps2dq gives INT32_MIN below -2**31: clip there instead
+        t = np.float32(-_TWO31)
+    r = np.int64(np.rint(t))
+    return _clamp(np.int64(np.int32(r + zp)), qmin, qmax)
+
+
+@njit(**CPU_INLINE)
+def quant_scalar(y, inv, zpf, qmin, qmax):
+    """torch's scalar ``quantize_val`` (fbgemm ``Quantize``):
+    ``rne(fl(fl(y * inv) + zp))`` clamped in float (infinities saturate); NaN
+    passes the float clamp and converts to the byte 0."""
+    v = np.float32(np.float32(y * inv) + zpf)
+    r = np.rint(np.float64(v))
+    if r != r:
+        return np.int64(0)
+    if r < qmin:
+        return np.int64(qmin)
+    if r > qmax:
+        return np.int64(qmax)
+    return np.int64(r)
+
+
+@njit(**CPU_INLINE)
+def _vec_end(n):
+    """Elements of a row of ``n`` that torch computes with the vector arithmetic."""
+    nv = (n // 64) * 64
+    if n - nv >= 32:
+        return nv + 32
+    return nv
+
+
+@njit(**CPU_INLINE)
+def row_stats(s, ss, n, xzpf, xs, eps):
+    """torch's per-group statistics from the sums ``s`` and ``ss`` (float32).
+
+    Returns ``(mean, rstd)``: ``mean = fl(fl(s/n) - zp)`` and
+    ``rstd = fl(xs / sqrt(double(fl(fl(var*xs)*xs)) + eps))`` with
+    ``var = max(fma(-m, m, fl(ss/n)), 0)``, ``m = fl(s/n)``.
+    """
+    nf = np.float32(n)
+    m = np.float32(s / nf)
+    mean = np.float32(m - xzpf)
+    a = np.float32(ss / nf)
+    var = fma32(-m, m, a)
+    if var < np.float32(0.0):
+        var = np.float32(0.0)
+    t = np.float32(np.float32(var * xs) * xs)
+    rstd = np.float32(np.float64(xs) / np.sqrt(np.float64(t) + eps))
+    return mean, rstd
+
+
+@njit(**CPU_INLINE)
+def _int_sums(x, lo, hi, sgn):
+    """Exact sums of the values and their squares (int64)."""
+    s = np.int64(0)
+    ss = np.int64(0)
+    for i in range(np.uint64(lo), np.uint64(hi)):
+        v = _value(x[i], sgn)
+        s += v
+        ss += v * v
+    return s, ss
+
+
+# --------------------------------------------------------------------------
+# torch profiles
+# --------------------------------------------------------------------------
+
+
+@njit(**CPU_PARALLEL)
+def layer_norm(x, sgn, m_rows, n, gamma, beta, xs, xzp, eps, inv, yzp, qmin, qmax, out):
+    """Layer norm over ``m_rows`` rows of ``n`` (``quantized_normalize_kernel``,
+    elementwise affine; torch's missing weight/bias act as ones/zeros)."""
+    xzpf = np.float32(xzp)
+    yzpf = np.float32(yzp)
+    a_end = _vec_end(n)
+    for r in prange(m_rows):
+        base = r * n
+        s, ss = _int_sums(x, base, base + n, sgn)
+        mean, rstd = row_stats(np.float32(s), np.float32(ss), n, xzpf, xs, eps)
+        xr = x[base:base + n]
+        yr = out[base:base + n]
+        for k in range(np.uint64(0), np.uint64(a_end)):
+            d = np.float32(_value(xr[k], sgn) - xzp)
+            y = fma32(np.float32(np.float32(d - mean) * rstd), gamma[k], beta[k])
+            yr[k] = np.uint8(quant_vec(y, inv, yzp, qmin, qmax) & 0xFF)
+        for k in range(np.uint64(a_end), np.uint64(n)):
+            d = np.float32(_value(xr[k], sgn) - xzp)
+            y = fma32(np.float32(np.float32(d - mean) * rstd), gamma[k], beta[k])
+            yr[k] = np.uint8(quant_scalar(y, inv, yzpf, qmin, qmax) & 0xFF)
+
+
+@njit(**CPU_PARALLEL)
+def group_norm_nchw(x, sgn, rows, groups, cpg, hw, gamma, beta, xs, xzp, eps, inv, yzp, qmin,
+                    qmax, out):
+    """Group norm on contiguous NCHW data: ``rows = Bs * groups`` rows of
+    ``cpg * hw`` (``quantized_normalize_kernel``, per-channel affine; every
+    element takes the vector arithmetic)."""
+    n = cpg * hw
+    xzpf = np.float32(xzp)
+    nch = groups * cpg
+    for r in prange(rows):
+        base = r * n
+        s, ss = _int_sums(x, base, base + n, sgn)
+        mean, rstd = row_stats(np.float32(s), np.float32(ss), n, xzpf, xs, eps)
+        for c in range(cpg):
+            ch = ((r % groups) * cpg + c) % nch
+            gp = np.float32(rstd * gamma[ch])
+            b = beta[ch]
+            xr = x[base + c * hw:base + c * hw + hw]
+            yr = out[base + c * hw:base + c * hw + hw]
+            for i in range(np.uint64(0), np.uint64(hw)):
+                d = np.float32(_value(xr[i], sgn) - xzp)
+                y = fma32(np.float32(d - mean), gp, b)
+                yr[i] = np.uint8(quant_vec(y, inv, yzp, qmin, qmax) & 0xFF)
+
+
+@njit(**CPU_INLINE)
+def _nhwc_scale_bias(mean, rstd, g0, cpg, gamma, beta, sc, bi):
+    """Per-channel ``scale = fl(rstd * gamma)``, ``bias = fma(-scale, mean, beta)``
+    for the channels ``g0 .. g0 + cpg``."""
+    for d in range(cpg):
+        ch = g0 + d
+        s = np.float32(rstd * gamma[ch])
+        sc[ch] = s
+        bi[ch] = fma32(-s, mean, beta[ch])
+
+
+@njit(**CPU_INLINE)
+def _nhwc_apply_span(x, sgn, lo, c0, cnt, sc, bi, xzp, inv, yzp, yzpf, qmin, qmax, out):
+    """``y = fma(x - zp, scale, bias)`` on ``cnt`` channels of one pixel."""
+    a_end = np.uint64(_vec_end(cnt))
+    xo = np.uint64(lo)
+    po = np.uint64(c0)
+    for d in range(np.uint64(0), a_end):
+        y = fma32(np.float32(_value(x[xo + d], sgn) - xzp), sc[po + d], bi[po + d])
+        out[xo + d] = np.uint8(quant_vec(y, inv, yzp, qmin, qmax) & 0xFF)
+    for d in range(a_end, np.uint64(cnt)):
+        y = fma32(np.float32(_value(x[xo + d], sgn) - xzp), sc[po + d], bi[po + d])
+        out[xo + d] = np.uint8(quant_scalar(y, inv, yzpf, qmin, qmax) & 0xFF)
+
+
+@njit(**CPU_PARALLEL)
+def group_norm_nhwc_rows(x, sgn, bs, groups, cpg, hw, gamma, beta, xs, xzp, eps, inv, yzp, qmin,
+                         qmax, sc, bi, out):
+    """Group norm on channels-last data with ``hw < 512`` (torch's impl-1:
+    exact integer sums per group, vectors over each group's channels).
+    ``sc``/``bi`` are ``(bs * C,)`` float32 scratch arrays."""
+    c = groups * cpg
+    n = cpg * hw
+    xzpf = np.float32(xzp)
+    yzpf = np.float32(yzp)
+    for r in prange(bs * groups):
+        b = r // groups
+        g = r % groups
+        s = np.int64(0)
+        ss = np.int64(0)
+        for p in range(hw):
+            lo = (b * hw + p) * c + g * cpg
+            s1, ss1 = _int_sums(x, lo, lo + cpg, sgn)
+            s += s1
+            ss += ss1
+        mean, rstd = row_stats(np.float32(s), np.float32(ss), n, xzpf, xs, eps)
+        scb = sc[b * c:(b + 1) * c]
+        bib = bi[b * c:(b + 1) * c]
+        _nhwc_scale_bias(mean, rstd, g * cpg, cpg, gamma, beta, scb, bib)
+        for p in range(hw):
+            lo = (b * hw + p) * c + g * cpg
+            _nhwc_apply_span(x, sgn, lo, b * c + g * cpg, cpg, sc, bi, xzp, inv, yzp, yzpf,
+                             qmin, qmax, out)
+
+
+@njit(**CPU_PARALLEL)
+def group_norm_nhwc_sums(x, sgn, bs, hw, c, nthreads, buf):
+    """torch's impl-1 step 1 for ``hw >= 512``: float32 running sums of ``x`` and
+    ``x*x`` per (torch thread, image, channel), each torch thread taking
+    ``ceil(bs*hw / nthreads)`` consecutive pixels.  ``buf`` is
+    ``(nthreads, bs, 2, c)`` float32, zeroed."""
+    total = bs * hw
+    nt = min(nthreads, total)
+    chunk = (total + nt - 1) // nt
+    for t in prange(nt):
+        lo = t * chunk
+        hi = min(total, lo + chunk)
+        for b in range(lo // hw, (hi + hw - 1) // hw):
+            s1 = buf[t, b, 0]
+            s2 = buf[t, b, 1]
+            p0 = np.uint64(max(lo, b * hw))
+            p1 = np.uint64(min(hi, b * hw + hw))
+            cu = np.uint64(c)
+            for pix in range(p0, p1):
+                base = pix * cu
+                for ch in range(np.uint64(0), cu):
+                    v = _value(x[base + ch], sgn)
+                    s1[ch] = np.float32(s1[ch] + np.float32(v))
+                    s2[ch] = np.float32(s2[ch] + np.float32(v * v))
+
+
+@njit(**CPU_PARALLEL)
+def group_norm_nhwc_apply(x, sgn, bs, groups, cpg, hw, buf, gamma, beta, xs, xzp, eps, inv, yzp,
+                          qmin, qmax, sc, bi, out):
+    """torch's impl-2 steps 2-4 for ``hw >= 512``: fold the per-thread sums in
+    thread-then-channel order (float32), per-channel scale and bias, then
+    vectors over all ``C`` channels of each pixel."""
+    c = groups * cpg
+    n = cpg * hw
+    xzpf = np.float32(xzp)
+    yzpf = np.float32(yzp)
+    nthreads = buf.shape[0]
+    for r in range(bs * groups):
+        b = r // groups
+        g = r % groups
+        sm = np.float32(0.0)
+        sq = np.float32(0.0)
+        for t in range(nthreads):
+            for d in range(cpg):
+                sm = np.float32(sm + buf[t, b, 0, g * cpg + d])
+                sq = np.float32(sq + buf[t, b, 1, g * cpg + d])
+        mean, rstd = row_stats(sm, sq, n, xzpf, xs, eps)
+        _nhwc_scale_bias(mean, rstd, g * cpg, cpg, gamma, beta, sc[b * c:(b + 1) * c],
+                         bi[b * c:(b + 1) * c])
+    for pix in prange(bs * hw):
+        b = pix // hw
+        _nhwc_apply_span(x, sgn, pix * c, b * c, c, sc, bi, xzp, inv, yzp, yzpf, qmin, qmax, out)
+
+
+@njit(**CPU_PARALLEL)
+def batch_norm(x, sgn, bs, c, inner, alpha, beta, xzp, yzp, relu, qmin, qmax, out):
+    """Batch norm (``q_batch_norm_kernel``) on contiguous ``(bs, c, inner)`` data.
+
+    ``y = fma(alpha, x - zp, beta)``.  torch walks channels-last pixels: the
+    channels of full 64-channel blocks quantize with scale 1 as ``quant_vec``,
+    the others as ``zp + lrint(y)`` in int64.  Only the channel decides, so
+    the NCHW data need no transposition.  Fused ReLU clamps at the zero point.
+    """
+    nv = (c // 64) * 64
+    lo_q = yzp if relu else qmin
+    one = np.float32(1.0)
+    for r in prange(bs * c):
+        ch = r % c
+        a = alpha[ch]
+        b = beta[ch]
+        xr = x[r * inner:r * inner + inner]
+        yr = out[r * inner:r * inner + inner]
+        if ch < nv:
+            for i in range(np.uint64(0), np.uint64(inner)):
+                y = fma32(a, np.float32(_value(xr[i], sgn) - xzp), b)
+                yr[i] = np.uint8(max(quant_vec(y, one, yzp, qmin, qmax), lo_q) & 0xFF)
+        else:
+            for i in range(np.uint64(0), np.uint64(inner)):
+                y = fma32(a, np.float32(_value(xr[i], sgn) - xzp), b)
+                v = np.rint(np.float64(y))
+                if v != v or v >= _TWO63 or v < -_TWO63:
+                    # lrintf gives INT64_MIN; adding a negative zero point wraps
+                    q = np.int64(qmax) if yzp < 0 else np.int64(qmin)
+                else:
+                    q = _clamp(np.int64(v) + yzp, qmin, qmax)
+                yr[i] = np.uint8(max(q, lo_q) & 0xFF)
+
+
+# --------------------------------------------------------------------------
+# reference profile: float64 on the dequantized values, one rounding
+# --------------------------------------------------------------------------
+
+
+@njit(**CPU_INLINE)
+def _ref_quant(y, ys, yzp, qmin, qmax):
+    if y != y:
+        return yzp
+    v = np.rint(y / ys)
+    if v > 4.0e18:
+        return qmax
+    if v < -4.0e18:
+        return qmin
+    return _clamp(np.int64(v) + yzp, qmin, qmax)
+
+
+@njit(**CPU_INLINE)
+def _ref_moments(x, lo, hi, step, sgn, xzp):
+    """Mean and (biased) variance of ``x[lo:hi:step] - zp`` in float64, two passes."""
+    cnt = 0
+    s = 0.0
+    for i in range(lo, hi, step):
+        s += np.float64(_value(x[i], sgn) - xzp)
+        cnt += 1
+    mean = s / cnt
+    v = 0.0
+    for i in range(lo, hi, step):
+        e = np.float64(_value(x[i], sgn) - xzp) - mean
+        v += e * e
+    return mean, v / cnt
+
+
+@njit(**CPU_PARALLEL)
+def layer_norm_ref(x, sgn, m_rows, n, gamma, beta, xs, xzp, eps, ys, yzp, qmin, qmax, out):
+    for r in prange(m_rows):
+        base = r * n
+        mean, var = _ref_moments(x, base, base + n, 1, sgn, xzp)
+        den = np.sqrt(var * xs * xs + eps)
+        for k in range(n):
+            t = (np.float64(_value(x[base + k], sgn) - xzp) - mean) * xs / den
+            t = t * np.float64(gamma[k]) + np.float64(beta[k])
+            out[base + k] = np.uint8(_ref_quant(t, ys, yzp, qmin, qmax) & 0xFF)
+
+
+@njit(**CPU_PARALLEL)
+def group_norm_ref(x, sgn, rows, groups, cpg, hw, gamma, beta, xs, xzp, eps, ys, yzp, qmin, qmax,
+                   out):
+    """Reference group norm on contiguous NCHW data (``rows = Bs * groups``)."""
+    n = cpg * hw
+    for r in prange(rows):
+        base = r * n
+        mean, var = _ref_moments(x, base, base + n, 1, sgn, xzp)
+        den = np.sqrt(var * xs * xs + eps)
+        for c in range(cpg):
+            ch = (r % groups) * cpg + c
+            for e in range(hw):
+                i = base + c * hw + e
+                t = (np.float64(_value(x[i], sgn) - xzp) - mean) * xs / den
+                t = t * np.float64(gamma[ch]) + np.float64(beta[ch])
+                out[i] = np.uint8(_ref_quant(t, ys, yzp, qmin, qmax) & 0xFF)
+
+
+@njit(**CPU_PARALLEL)
+def batch_norm_ref(x, sgn, bs, c, inner, weight, bias, mean, var, eps, xs, xzp, ys, yzp, relu,
+                   qmin, qmax, out):
+    """Reference batch norm on contiguous ``(bs, c, inner)`` data."""
+    lo_q = yzp if relu else qmin
+    for r in prange(bs * c):
+        ch = r % c
+        for i in range(r * inner, r * inner + inner):
+            d = np.float64(_value(x[i], sgn) - xzp) * xs
+            t = (d - np.float64(mean[ch])) / np.sqrt(np.float64(var[ch]) + eps)
+            t = t * np.float64(weight[ch]) + np.float64(bias[ch])
+            q = _ref_quant(t, ys, yzp, qmin, qmax)
+            if q < lo_q:
+                q = lo_q
+            out[i] = np.uint8(q & 0xFF)
