@@ -1,0 +1,462 @@
+"""CPU kernels for quantized embeddings: rowwise prepack / unpack, bag sums.
+
+The packed rowwise format (torch's and fbgemm's) is a ``(N, W)`` uint8 array,
+one row per embedding row: the quantized values (8-bit: one byte each;
+4-bit / 2-bit: two / four values a byte, the first in the low bits) followed
+by the row's scale and bias, float32 for 8-bit (``W = D + 8``) and float16
+for 4-bit and 2-bit (``W = D * bits / 8 + 4``), little-endian.  A value
+dequantizes to ``fma(scale, q, bias)``.
+
+Kernels take C-contiguous arrays and a preallocated ``out``; the API
+(:mod:`qops._embedding`) validates.
+"""
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+from .._options import CPU, CPU_INLINE, CPU_PARALLEL
+from ._llvm import fma32, fma64
+from .scalar import round_dd_to_f32
+
+__all__ = [
+    "rowwise_minmax",
+    "quantize_rows",
+    "unpack_rows",
+    "bag_sum",
+    "bag_sum_exact",
+]
+
+_FLT_MAX = np.float32(3.4028234663852886e38)
+#: fbgemm's AVX2 row kernels (FloatOrHalfToFused*RowwiseQuantized*Avx2) work
+#: in vectors of this many floats; the columns past the last whole vector
+#: are the scalar tail.
+VLEN = 8
+
+
+@intrinsic
+def _bitcast_f32(typingctx, u):
+    """The float32 whose bits are the uint32 ``u``."""
+    sig = types.float32(types.uint32)
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
+
+    return sig, codegen
+
+
+@intrinsic
+def _prefetch(typingctx, arr, row, col):
+    """Hint the CPU to fetch ``arr[row, col]`` of the 2-D C-contiguous uint8
+    ``arr`` (``llvm.prefetch``, read, high locality); no effect on results."""
+    if not isinstance(arr, types.Array) or arr.ndim != 2:
+        return None
+    sig = types.void(arr, types.int64, types.int64)
+
+    def codegen(context, builder, sig, args):
+        from llvmlite import ir
+
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        stride = builder.extract_value(a.strides, 0)
+        offset = builder.add(builder.mul(args[1], stride), args[2])
+        i8p = ir.IntType(8).as_pointer()
+        ptr = builder.gep(builder.bitcast(a.data, i8p), [offset])
+        i32 = ir.IntType(32)
+        fn = builder.module.declare_intrinsic("llvm.prefetch", (), ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+#: rows ahead of the one being summed whose loads are started early (as
+#: fbgemm's prefetch distance, 16)
+PREFETCH = 16
+#: rows per parallel work item of the prepack kernels
+_ROWS = 64
+#: bags per parallel work item of bag_sum
+_BAGS = 32
+
+
+@njit(**CPU_INLINE)
+def _half_to_f32(h):
+    """IEEE binary16 bits ``h`` (uint32, low 16 bits) to float32, exactly."""
+    sign = (h >> np.uint32(15)) & np.uint32(1)
+    e = (h >> np.uint32(10)) & np.uint32(0x1F)
+    m = h & np.uint32(0x3FF)
+    if e == 0:
+        v = np.float32(m) * np.float32(5.960464477539063e-08)  # m * 2**-24, exact
+        return -v if sign else v
+    if e == 0x1F:
+        bits = (sign << np.uint32(31)) | np.uint32(0x7F800000) | (m << np.uint32(13))
+    else:
+        bits = (sign << np.uint32(31)) | ((e + np.uint32(112)) << np.uint32(23)) | (m << np.uint32(13))
+    return _bitcast_f32(bits)
+
+
+@njit(**CPU_INLINE)
+def _row_scale_bias(w, r, D, bits):
+    """The float32 (scale, bias) stored at the end of packed row ``r``."""
+    W = w.shape[1]
+    if bits == 8:
+        s = (np.uint32(w[r, W - 8]) | (np.uint32(w[r, W - 7]) << np.uint32(8))
+             | (np.uint32(w[r, W - 6]) << np.uint32(16)) | (np.uint32(w[r, W - 5]) << np.uint32(24)))
+        b = (np.uint32(w[r, W - 4]) | (np.uint32(w[r, W - 3]) << np.uint32(8))
+             | (np.uint32(w[r, W - 2]) << np.uint32(16)) | (np.uint32(w[r, W - 1]) << np.uint32(24)))
+        return _bitcast_f32(s), _bitcast_f32(b)
+    s = np.uint32(w[r, W - 4]) | (np.uint32(w[r, W - 3]) << np.uint32(8))
+    b = np.uint32(w[r, W - 2]) | (np.uint32(w[r, W - 1]) << np.uint32(8))
+    return _half_to_f32(s), _half_to_f32(b)
+
+
+# ------------------------------------------------------------------ prepack
+@njit(**CPU_PARALLEL)
+def rowwise_minmax(x, mn, mx):
+    """Row minima and maxima of the float32 ``(R, C)`` array ``x``, in the
+    order fbgemm's AVX2 prepack takes them (so that signed zeros and NaN
+    come out as there).
+
+    Lane ``l`` of an 8-float vector keeps ``min(lane, x)`` over the whole
+    vectors (``vminps``: the new element unless the lane is smaller), the
+    lanes then fold into ``FLT_MAX`` with ``std::min`` (the earlier unless
+    the later is smaller), and the tail columns fold in the same way; the
+    maxima alike from ``-FLT_MAX``.
+    """
+    R, C = x.shape
+    nv = (C // VLEN) * VLEN
+    for r in prange(R):
+        # the 8 lanes as scalars (registers): lane l holds columns l, l+8, ...
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _FLT_MAX
+        b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = -_FLT_MAX
+        for c0 in range(0, nv, VLEN):
+            v = x[r, c0]
+            a0 = a0 if a0 < v else v
+            b0 = b0 if b0 > v else v
+            v = x[r, c0 + 1]
+            a1 = a1 if a1 < v else v
+            b1 = b1 if b1 > v else v
+            v = x[r, c0 + 2]
+            a2 = a2 if a2 < v else v
+            b2 = b2 if b2 > v else v
+            v = x[r, c0 + 3]
+            a3 = a3 if a3 < v else v
+            b3 = b3 if b3 > v else v
+            v = x[r, c0 + 4]
+            a4 = a4 if a4 < v else v
+            b4 = b4 if b4 > v else v
+            v = x[r, c0 + 5]
+            a5 = a5 if a5 < v else v
+            b5 = b5 if b5 > v else v
+            v = x[r, c0 + 6]
+            a6 = a6 if a6 < v else v
+            b6 = b6 if b6 > v else v
+            v = x[r, c0 + 7]
+            a7 = a7 if a7 < v else v
+            b7 = b7 if b7 > v else v
+        # std::min / std::max over the lanes in order, then over the tail
+        a = _FLT_MAX
+        b = -_FLT_MAX
+        a = a0 if a0 < a else a
+        a = a1 if a1 < a else a
+        a = a2 if a2 < a else a
+        a = a3 if a3 < a else a
+        a = a4 if a4 < a else a
+        a = a5 if a5 < a else a
+        a = a6 if a6 < a else a
+        a = a7 if a7 < a else a
+        b = b0 if b < b0 else b
+        b = b1 if b < b1 else b
+        b = b2 if b < b2 else b
+        b = b3 if b < b3 else b
+        b = b4 if b < b4 else b
+        b = b5 if b < b5 else b
+        b = b6 if b < b6 else b
+        b = b7 if b < b7 else b
+        for c in range(nv, C):
+            v = x[r, c]
+            a = v if v < a else a
+            b = v if b < v else b
+        mn[r] = a
+        mx[r] = b
+
+
+@njit(**CPU_INLINE)
+def _cvt32(v):
+    """x86 ``cvtps2dq``: rne to int32, NaN or overflow giving INT32_MIN."""
+    r = np.rint(v)
+    ok = r > np.float32(-2147483904.0) and r < np.float32(2147483648.0)
+    return np.int64(np.int32(r if ok else np.float32(-2147483648.0)))
+
+
+@njit(**CPU_INLINE)
+def _lrintf(v):
+    """``std::lrintf`` on x86-64: rne to int64, NaN or overflow INT64_MIN."""
+    r = np.rint(v)
+    if not (r >= -9.223372036854775808e18 and r < 9.223372036854775808e18):
+        return np.int64(-9223372036854775807 - 1)
+    return np.int64(r)
+
+
+@njit(**CPU_INLINE)
+def _sat_u8(i):
+    """``packs_epi32`` then ``packus_epi16``: an int32 saturated to [0, 255]."""
+    return max(np.int64(0), min(i, np.int64(255)))
+
+
+@njit(**CPU_PARALLEL)
+def quantize_rows(x, mn, inv, bits, out):
+    """Quantize the float32 rows ``x`` (``(R, C)``) into the value bytes of
+    the packed rows ``out`` (``(R, W)``): ``v = (x - mn) * inv`` in float32,
+    rounded to nearest even, then stored as fbgemm's AVX2 prepack stores it.
+
+    8-bit: the columns in whole blocks of 32 saturate the int32 to
+    ``[0, 255]`` (``packs``/``packus``); the next whole 8-float vectors keep
+    the low byte of the int32 (a byte shuffle); the tail keeps the low byte
+    of ``lrintf``'s int64.  4-bit / 2-bit: whole blocks of 32 saturate to
+    ``[0, 255]`` then to ``2**bits - 1``; the rest clamp ``lrintf`` (cast
+    to int) to ``[0, 2**bits - 1]``.  NaN gives 0 everywhere.  Scale and
+    bias bytes are not written here.
+    """
+    R, C = x.shape
+    nsat = (C // (4 * VLEN)) * (4 * VLEN)
+    nvec = (C // VLEN) * VLEN
+    qmax = np.int64((1 << bits) - 1)
+    per = 8 // bits
+    nb = (C + per - 1) // per
+    nchunks = (R + _ROWS - 1) // _ROWS
+    for ch in prange(nchunks):
+        q = np.empty(C, dtype=np.uint8)
+        for r in range(ch * _ROWS, min(R, (ch + 1) * _ROWS)):
+            m = mn[r]
+            s = inv[r]
+            for c in range(nsat):
+                q[c] = np.uint8(min(_sat_u8(_cvt32((x[r, c] - m) * s)), qmax))
+            if bits == 8:
+                for c in range(nsat, nvec):
+                    q[c] = np.uint8(_cvt32((x[r, c] - m) * s) & 0xFF)
+                for c in range(nvec, C):
+                    q[c] = np.uint8(_lrintf((x[r, c] - m) * s) & 0xFF)
+                for c in range(C):
+                    out[r, c] = q[c]
+            else:
+                for c in range(nsat, C):
+                    i = np.int64(np.int32(_lrintf((x[r, c] - m) * s)))  # std::min<int>(long, ...) truncates
+                    q[c] = np.uint8(max(np.int64(0), min(i, qmax)))
+                for k in range(nb):  # C is a multiple of per
+                    byte = np.uint8(0)
+                    for e in range(per):
+                        byte |= np.uint8(q[k * per + e] << np.uint8(e * bits))
+                    out[r, k] = byte
+
+
+@njit(**CPU)
+def unpack_rows(w, D, bits, out):
+    """Dequantize packed rows: ``out[r, j] = fma(q, scale, bias)`` (float32),
+    as fbgemm's ``Fused*RowwiseQuantizedSB*ToFloat``."""
+    R = w.shape[0]
+    per = 8 // bits
+    mask = (1 << bits) - 1
+    for r in range(R):
+        s, b = _row_scale_bias(w, r, D, bits)
+        if bits == 8:
+            for j in range(D):
+                out[r, j] = fma32(np.float32(w[r, j]), s, b)
+        else:
+            for j in range(D):
+                q = (w[r, j // per] >> ((j % per) * bits)) & mask
+                out[r, j] = fma32(np.float32(q), s, b)
+
+
+# --------------------------------------------------------------- bag sums
+@njit(**CPU_PARALLEL)
+def bag_sum(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out):
+    """Bag sums over packed rows, fbgemm's ``EmbeddingSpMDM`` arithmetic.
+
+    Bag ``b`` sums rows ``indices[offsets[b]:offsets[b + 1]]`` (int64;
+    ``offsets`` has ``B + 1`` entries) skipping ``padding_idx`` (``-1``:
+    none).  Per row, in index order: ``scale' = psw * scale``,
+    ``bias' = psw * bias`` (float32; without ``has_psw`` the stored values),
+    then ``acc[j] = fma(scale', q[j], acc[j] + bias')`` from ``acc = 0``.
+    ``mean`` divides each sum by the number of rows taken (float32 division;
+    empty bags stay 0).
+    """
+    B = out.shape[0]
+    nidx = indices.shape[0]
+    per = 8 // bits
+    nb = D // per  # bytes of values per row (D is a multiple of per)
+    last_col = np.int64(w.shape[1] - 1)
+    nchunks = (B + _BAGS - 1) // _BAGS
+    for ch in prange(nchunks):
+        # 8-bit rows accumulate into acc; 4-bit into lo / hi (the low and
+        # high nibbles, each stream contiguous so that the loops vectorise);
+        # 2-bit into acc deinterleaved (value m*4 + k at acc[k*nb + m]).
+        # Rows are taken four at a time (rb/sb/bb) in one pass over the
+        # columns, in index order: the operations per element are unchanged.
+        acc = np.empty(D, dtype=np.float32)
+        lo = np.empty(nb, dtype=np.float32)
+        hi = np.empty(nb, dtype=np.float32)
+        rb = np.empty(4, dtype=np.int64)
+        sb = np.empty(4, dtype=np.float32)
+        bb = np.empty(4, dtype=np.float32)
+        for bag in range(ch * _BAGS, min(B, (ch + 1) * _BAGS)):
+            for j in range(D):
+                acc[j] = np.float32(0.0)
+            for m in range(nb):
+                lo[m] = np.float32(0.0)
+                hi[m] = np.float32(0.0)
+            n = 0
+            k = 0
+            end = offsets[bag + 1]
+            for p in range(offsets[bag], end):
+                if p + PREFETCH < nidx:  # both ends of the row: it may span two cache lines
+                    ahead = indices[p + PREFETCH]
+                    _prefetch(w, ahead, np.int64(0))
+                    _prefetch(w, ahead, last_col)
+                r = indices[p]
+                if r == padding_idx:
+                    continue
+                n += 1
+                s, b = _row_scale_bias(w, r, D, bits)
+                if has_psw:
+                    s = psw[p] * s
+                    b = psw[p] * b
+                rb[k] = r
+                sb[k] = s
+                bb[k] = b
+                k += 1
+                if k == 4:
+                    _add_rows4(w, rb, sb, bb, bits, nb, acc, lo, hi)
+                    k = 0
+            for i in range(k):
+                _add_row(w, rb[i], sb[i], bb[i], bits, nb, acc, lo, hi)
+            o = out[bag]
+            if bits == 8:
+                for j in range(D):
+                    o[j] = acc[j]
+            elif bits == 4:
+                for m in range(nb):
+                    o[2 * m] = lo[m]
+                    o[2 * m + 1] = hi[m]
+            else:
+                for e in range(per):
+                    for m in range(nb):
+                        o[m * per + e] = acc[e * nb + m]
+            if mean and n > 0:
+                fn = np.float32(n)
+                for j in range(D):
+                    o[j] = o[j] / fn
+
+
+@njit(**CPU_INLINE)
+def _add_row(w, r, s, b, bits, nb, acc, lo, hi):
+    """``acc = fma(s, q, acc + b)`` for the values of row ``r``."""
+    row = w[r]
+    if bits == 8:
+        for j in range(nb):
+            acc[j] = fma32(s, np.float32(row[j]), acc[j] + b)
+    elif bits == 4:
+        for m in range(nb):
+            v = row[m]
+            lo[m] = fma32(s, np.float32(v & np.uint8(15)), lo[m] + b)
+            hi[m] = fma32(s, np.float32(v >> np.uint8(4)), hi[m] + b)
+    else:
+        per = 8 // bits
+        mk = np.uint8((1 << bits) - 1)
+        for e in range(per):
+            sh = np.uint8(e * bits)
+            base = e * nb
+            for m in range(nb):
+                acc[base + m] = fma32(s, np.float32((row[m] >> sh) & mk), acc[base + m] + b)
+
+
+@njit(**CPU_INLINE)
+def _add_rows4(w, rb, sb, bb, bits, nb, acc, lo, hi):
+    """:func:`_add_row` for rows ``rb[0..3]`` in order, in one pass."""
+    if bits == 8 or bits == 4:
+        w0 = w[rb[0]]
+        w1 = w[rb[1]]
+        w2 = w[rb[2]]
+        w3 = w[rb[3]]
+        s0, s1, s2, s3 = sb[0], sb[1], sb[2], sb[3]
+        b0, b1, b2, b3 = bb[0], bb[1], bb[2], bb[3]
+        if bits == 8:
+            for j in range(nb):
+                a = fma32(s0, np.float32(w0[j]), acc[j] + b0)
+                a = fma32(s1, np.float32(w1[j]), a + b1)
+                a = fma32(s2, np.float32(w2[j]), a + b2)
+                acc[j] = fma32(s3, np.float32(w3[j]), a + b3)
+        else:
+            m4 = np.uint8(15)
+            f4 = np.uint8(4)
+            for m in range(nb):
+                a = fma32(s0, np.float32(w0[m] & m4), lo[m] + b0)
+                a = fma32(s1, np.float32(w1[m] & m4), a + b1)
+                a = fma32(s2, np.float32(w2[m] & m4), a + b2)
+                lo[m] = fma32(s3, np.float32(w3[m] & m4), a + b3)
+                a = fma32(s0, np.float32(w0[m] >> f4), hi[m] + b0)
+                a = fma32(s1, np.float32(w1[m] >> f4), a + b1)
+                a = fma32(s2, np.float32(w2[m] >> f4), a + b2)
+                hi[m] = fma32(s3, np.float32(w3[m] >> f4), a + b3)
+    else:
+        for i in range(4):
+            _add_row(w, rb[i], sb[i], bb[i], bits, nb, acc, lo, hi)
+
+
+@njit(**CPU_INLINE)
+def _two_sum(a, b):
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+@njit(**CPU)
+def bag_sum_exact(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out, hi, lo):
+    """The ``reference`` bag sums: ``sum psw * (scale * q + bias)`` (the mean
+    divides by the count) in double-double arithmetic (error-free products
+    and sums, about 106 bits) rounded once to float32.
+
+    ``hi`` and ``lo`` are float64 ``(B, D)`` work arrays.
+    """
+    B = out.shape[0]
+    per = 8 // bits
+    mask = (1 << bits) - 1
+    for bag in range(B):
+        h = hi[bag]
+        e = lo[bag]
+        for j in range(D):
+            h[j] = 0.0
+            e[j] = 0.0
+        n = 0
+        for p in range(offsets[bag], offsets[bag + 1]):
+            r = indices[p]
+            if r == padding_idx:
+                continue
+            n += 1
+            s32, b32 = _row_scale_bias(w, r, D, bits)
+            s = np.float64(s32)
+            b = np.float64(b32)
+            wt = np.float64(psw[p]) if has_psw else 1.0
+            for j in range(D):
+                if bits == 8:
+                    q = np.float64(w[r, j])
+                else:
+                    q = np.float64((w[r, j // per] >> ((j % per) * bits)) & mask)
+                t1 = s * q  # exact: 24 x 8 bits
+                v, ve = _two_sum(t1, b)  # v + ve = scale*q + bias exactly
+                p1 = v * wt
+                p1e = fma64(v, wt, -p1)
+                p2 = ve * wt  # rounding here is below 2**-100 relative
+                # (h, e) += (p1, p1e + p2)
+                sh, se = _two_sum(h[j], p1)
+                se += e[j] + p1e + p2
+                h[j], e[j] = _two_sum(sh, se)
+        for j in range(D):
+            if mean and n > 0:
+                fn = np.float64(n)
+                q1 = h[j] / fn
+                rem = fma64(-q1, fn, h[j]) + e[j]
+                q2 = rem / fn
+                a, c = _two_sum(q1, q2)
+                out[bag, j] = round_dd_to_f32(a, c)
+            else:
+                out[bag, j] = round_dd_to_f32(h[j], e[j])
