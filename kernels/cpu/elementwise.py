@@ -1,0 +1,367 @@
+"""CPU kernels of the quantized elementwise ops (add, mul, add_scalar, softmax, matmul).
+
+torch 2.13's ATen kernels (``qadd_kernel``, ``qmul_kernel``,
+``qadd_scalar_kernel`` in ``QuantizedOpKernels.cpp``) run through
+``cpu_kernel_vec``: along each inner row of the TensorIterator, blocks of
+``2 * Vectorized<T>::size()`` elements (128 for the 8-bit types, 32 for
+qint32) take the AVX512 vector lambda and the rest of the row the scalar
+lambda, whose float arithmetic differs.  The API layer
+(:mod:`qops._elementwise`) reproduces the iterator's geometry and passes it
+here as rows: a base offset per row for each operand, the inner length and
+inner strides, and whether the rows are vectorisable at all.  Each element
+then gets the arithmetic of the path torch gives it:
+
+vector add   ``d = fma(s, float(q), fl(s * -zp))``, ``c = fl(da + db)``,
+             ``t = min(fl(c * inv), 2147483520)``, ``cvtps`` (NaN and
+             overflow give INT32_MIN), ``+ zo`` wrapping, saturate
+             (qint32: ``rne(fl(fl(c * inv) + zo))``).
+scalar add   ``d = fl(float(q - zp) * s)``, ``c = fl(da + db)``,
+             ``rne(fl(fl(c * inv) + zo))`` (two float32 roundings), saturate.
+vector mul   ``c = int32((qa - za) * (qb - zb))``, ``cvtps(fl(float(c) * m))``
+             ``+ zo`` wrapping, saturate (qint32: no saturation).
+scalar mul   ``zo + lrintf(fl(float(c) * m))`` in int64, saturate.
+add_scalar   as mul with ``c = int32(q - z + c_q)``.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL
+from ._llvm import fma32, fma64
+from .scalar import clamp_int, clamp_rint, lrint64, rne_div_exact, wrap32
+
+OP_ADD = 0
+OP_MUL = 1
+OP_ADD_SCALAR = 2
+
+_INT32_MIN = -2147483648
+_CVT_LIMIT = 2147483648.0
+_F32_INT32_MAX = np.float32(2147483520.0)  # largest float32 below 2**31
+_F32_ZERO = np.float32(0.0)
+
+
+@njit(**CPU_INLINE)
+def cvtps32(t):
+    """x86 ``cvtps2dq``: rne to int32, NaN and overflow give INT32_MIN (as int64)."""
+    if t != t or t >= _CVT_LIMIT or t < -_CVT_LIMIT:
+        return np.int64(_INT32_MIN)
+    return np.int64(np.rint(t))
+
+
+@njit(**CPU_INLINE)
+def _vec_store(v, qmin, qmax, wide):
+    """Vector epilogue: the int32 value after ``+ zo``, packed with saturation."""
+    if wide:
+        return v
+    return clamp_int(v, qmin, qmax)
+
+
+@njit(**CPU_INLINE)
+def elem_torch(op, vec, relu, wide, qa, qb, sa, za, pa, sb, zb, pb, inv, zo, m, cq, qmin, qmax):
+    """One output integer of torch's add / mul / add_scalar on the given path."""
+    if op == OP_ADD:
+        if vec:
+            da = fma32(sa, np.float32(qa), pa)
+            db = fma32(sb, np.float32(qb), pb)
+            c = da + db
+            if relu and not (c >= _F32_ZERO):  # std::max(c, 0): NaN stays
+                c = _F32_ZERO if c == c else c
+            if wide:
+                # qint32 quantize_vec: fbgemm's scalar Quantize, fl(fl(c*inv) + zo)
+                t = c * inv + np.float32(zo)
+                if t != t:
+                    return np.int64(qmax)
+                return clamp_rint(np.float64(t), qmin, qmax)
+            t = c * inv
+            if not (t <= _F32_INT32_MAX):  # _mm512_min_ps(t, max): NaN gives max
+                t = _F32_INT32_MAX
+            return _vec_store(wrap32(cvtps32(t) + zo), qmin, qmax, wide)
+        da = np.float32(wrap32(np.int64(qa) - za)) * sa
+        db = np.float32(wrap32(np.int64(qb) - zb)) * sb
+        c = da + db
+        if relu and not (c >= _F32_ZERO):
+            c = _F32_ZERO if c == c else c
+        v = c * inv + np.float32(zo)  # two float32 roundings, as torch's quantize_val
+        if v != v:
+            return np.int64(qmax)
+        return clamp_rint(np.float64(v), qmin, qmax)
+    if op == OP_MUL:
+        c = wrap32((np.int64(qa) - za) * (np.int64(qb) - zb))
+    else:
+        c = wrap32(np.int64(qa) - za + cq)
+    t = np.float32(c) * m
+    if vec:
+        r = _vec_store(wrap32(cvtps32(t) + zo), qmin, qmax, wide)
+    else:
+        r = clamp_int(lrint64(np.float64(t)) + zo, qmin, qmax)
+    if relu and r < zo:
+        r = np.int64(zo)
+    return r
+
+
+@njit(**CPU_INLINE)
+def _rows(t0, t1, nb, op, relu, wide, a, b, out, ra, rb, ro, n0, ia, ib, io, nv,
+          sa, za, pa, sb, zb, pb, inv, zo, m, cq, qmin, qmax):
+    for t in range(t0, t1):
+        r = t // nb
+        j0 = (t - r * nb) * CHUNK
+        j1 = min(j0 + CHUNK, n0)
+        oa = ra[r]
+        ob = rb[r]
+        oo = ro[r]
+        for j in range(j0, j1):
+            out[oo + j * io] = elem_torch(op, j < nv, relu, wide, a[oa + j * ia], b[ob + j * ib],
+                                          sa, za, pa, sb, zb, pb, inv, zo, m, cq, qmin, qmax)
+
+
+# ------------------------------------------------------------------ 8-bit tables
+@njit(**CPU)
+def build_table(op, relu, signed, sa, za, pa, sb, zb, pb, inv, zo, m, cq, qmin, qmax, table):
+    """``table[p, (ua << 8) | ub]``: the result for the stored bytes ``ua``, ``ub``
+    (int8 values read from their two's-complement bytes) on the vector
+    (``p = 0``) and scalar (``p = 1``) path.  Every 8-bit result is one of
+    these 2 * 65536 values, so large tensors look them up instead."""
+    for p in range(2):
+        for ua in range(256):
+            qa = ua - 256 if signed and ua >= 128 else ua
+            for ub in range(256):
+                qb = ub - 256 if signed and ub >= 128 else ub
+                table[p, (ua << 8) | ub] = elem_torch(op, p == 0, relu, False, qa, qb, sa, za, pa,
+                                                      sb, zb, pb, inv, zo, m, cq, qmin, qmax)
+
+
+@njit(**CPU_INLINE)
+def _lookup_span(tab, a, b, out, oa, ob, oo, j0, j1, ia, ib, io):
+    if ia == 1 and ib == 1 and io == 1:
+        for j in range(j0, j1):
+            out[oo + j] = tab[(np.int64(a[oa + j]) << 8) | np.int64(b[ob + j])]
+    else:
+        for j in range(j0, j1):
+            out[oo + j * io] = tab[(np.int64(a[oa + j * ia]) << 8) | np.int64(b[ob + j * ib])]
+
+
+@njit(**CPU_PARALLEL)
+def lookup_rows(table, a, b, out, ra, rb, ro, n0, ia, ib, io, nv):
+    """:func:`binary_torch` for 8-bit data through :func:`build_table`'s table
+    (``a``, ``b``, ``out`` are the uint8 bytes)."""
+    nb = (n0 + CHUNK - 1) // CHUNK
+    vt = table[0]
+    st = table[1]
+    for t in prange(ra.size * nb):
+        r = t // nb
+        j0 = (t - r * nb) * CHUNK
+        j1 = min(j0 + CHUNK, n0)
+        jv = min(max(nv, j0), j1)
+        _lookup_span(vt, a, b, out, ra[r], rb[r], ro[r], j0, jv, ia, ib, io)
+        _lookup_span(st, a, b, out, ra[r], rb[r], ro[r], jv, j1, ia, ib, io)
+
+
+@njit(**CPU)
+def binary_torch(op, relu, wide, a, b, out, ra, rb, ro, n0, ia, ib, io, nv,
+                 sa, za, pa, sb, zb, pb, inv, zo, m, cq, qmin, qmax):
+    """torch's add / mul / add_scalar over ``len(ra)`` rows of ``n0`` elements.
+
+    ``a``, ``b``, ``out`` are flat buffers; row ``r`` element ``j`` lives at
+    ``ra[r] + j*ia`` (likewise b, out).  Elements ``j < nv`` of every row take
+    the vector path (``nv`` is 0 when the rows are not vectorisable).
+    """
+    nb = (n0 + CHUNK - 1) // CHUNK
+    _rows(0, ra.size * nb, nb, op, relu, wide, a, b, out, ra, rb, ro, n0, ia, ib, io, nv,
+          sa, za, pa, sb, zb, pb, inv, zo, m, cq, qmin, qmax)
+
+
+@njit(**CPU_PARALLEL)
+def binary_torch_parallel(op, relu, wide, a, b, out, ra, rb, ro, n0, ia, ib, io, nv,
+                          sa, za, pa, sb, zb, pb, inv, zo, m, cq, qmin, qmax):
+    """:func:`binary_torch` with ``prange`` over (row, CHUNK) work items."""
+    nb = (n0 + CHUNK - 1) // CHUNK
+    for t in prange(ra.size * nb):
+        _rows(t, t + 1, nb, op, relu, wide, a, b, out, ra, rb, ro, n0, ia, ib, io, nv,
+              sa, za, pa, sb, zb, pb, inv, zo, m, cq, qmin, qmax)
+
+
+# ------------------------------------------------------------------ flat 8-bit
+_F32_INT32_MIN = np.float32(-2147483648.0)
+
+
+@njit(**CPU_INLINE)
+def _add_span8(relu, a, b, out, j0, j1, sa, pa, sb, pb, inv, zo, qmin, qmax):
+    for j in range(np.uint64(j0), np.uint64(j1)):
+        c = fma32(sa, np.float32(a[j]), pa) + fma32(sb, np.float32(b[j]), pb)
+        if relu:
+            c = max(c, _F32_ZERO)
+        t = min(max(c * inv, _F32_INT32_MIN), _F32_INT32_MAX)
+        v = np.int64(np.int32(np.rint(t)))
+        out[j] = min(max(np.int64(np.int32(v + zo)), qmin), qmax)
+
+
+@njit(**CPU_INLINE)
+def _mul_span8(relu, a, b, out, j0, j1, za, zb, zo, m, qmin, qmax):
+    za32 = np.int32(za)
+    zb32 = np.int32(zb)
+    for j in range(np.uint64(j0), np.uint64(j1)):
+        t = np.float32(np.int32((np.int32(a[j]) - za32) * (np.int32(b[j]) - zb32))) * m
+        v = np.int64(np.int32(np.rint(min(max(t, _F32_INT32_MIN), _F32_INT32_MAX))))
+        if t >= _CVT_LIMIT:
+            v = np.int64(_INT32_MIN)
+        r = min(max(np.int64(np.int32(v + zo)), qmin), qmax)
+        if relu:
+            r = max(r, np.int64(zo))
+        out[j] = r
+
+
+@njit(**CPU_INLINE)
+def _vector_span8(op, relu, a, b, out, j0, j1, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax):
+    """:func:`elem_torch`'s vector path for 8-bit add / mul over contiguous
+    ``[j0, j1)``, in loops LLVM vectorises.  Valid when every float formed is
+    finite (the API checks the scales): then clamping ``t`` to
+    [-2**31, 2147483520] before converting is ``cvtps2dq``, except that
+    ``t >= 2**31`` gives INT32_MIN (mul; add clamps first, as torch's
+    ``_mm512_min_ps`` does)."""
+    if op == OP_ADD:
+        _add_span8(relu, a, b, out, j0, j1, sa, pa, sb, pb, inv, zo, qmin, qmax)
+    else:
+        _mul_span8(relu, a, b, out, j0, j1, za, zb, zo, m, qmin, qmax)
+
+
+@njit(**CPU_INLINE)
+def _flat8(t, op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax):
+    j0 = t * CHUNK
+    j1 = min(j0 + CHUNK, n)
+    jv = min(max(nv, j0), j1)
+    _vector_span8(op, relu, a, b, out, j0, jv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
+    for j in range(jv, j1):
+        out[j] = elem_torch(op, False, relu, False, a[j], b[j], sa, za, pa, sb, zb, pb, inv, zo, m, 0,
+                            qmin, qmax)
+
+
+@njit(**CPU)
+def binary8_flat(op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax):
+    """torch's add / mul of two contiguous 8-bit arrays of ``n`` elements, the
+    first ``nv`` on the vector path (one flat TensorIterator row)."""
+    for t in range((n + CHUNK - 1) // CHUNK):
+        _flat8(t, op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
+
+
+@njit(**CPU_PARALLEL)
+def binary8_flat_parallel(op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax):
+    """:func:`binary8_flat` with ``prange`` over CHUNK-element work items."""
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        _flat8(t, op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
+
+
+# ------------------------------------------------------------------ reference
+@njit(**CPU_INLINE)
+def elem_reference(op, relu, qa, qb, sa, za, sb, zb, so, zo, cst, qmin, qmax):
+    """Exact-as-float64 value of add / mul / add_scalar rounded once (rne)."""
+    if op == OP_ADD:
+        xa = np.float64(np.int64(qa) - za) * sa
+        x = fma64(np.float64(np.int64(qb) - zb), sb, xa)
+    elif op == OP_MUL:
+        x = np.float64((np.int64(qa) - za) * (np.int64(qb) - zb)) * sa * sb
+    else:
+        x = fma64(np.float64(np.int64(qa) - za), sa, cst)
+    if relu and x < 0.0:
+        x = 0.0
+    return clamp_rint(rne_div_exact(x, so) + zo, qmin, qmax)
+
+
+@njit(**CPU_PARALLEL)
+def binary_reference(op, relu, a, b, out, ra, rb, ro, n0, ia, ib, io,
+                     sa, za, sb, zb, so, zo, cst, qmin, qmax):
+    """The reference profile over the same row geometry as :func:`binary_torch`."""
+    nb = (n0 + CHUNK - 1) // CHUNK
+    for t in prange(ra.size * nb):
+        r = t // nb
+        j0 = (t - r * nb) * CHUNK
+        j1 = min(j0 + CHUNK, n0)
+        for j in range(j0, j1):
+            out[ro[r] + j * io] = elem_reference(op, relu, a[ra[r] + j * ia], b[rb[r] + j * ib],
+                                                 sa, za, sb, zb, so, zo, cst, qmin, qmax)
+
+
+# ------------------------------------------------------------------ matmul
+@njit(**CPU_PARALLEL)
+def matmul_f32(a, b, out):
+    """``out[i] = a[i] @ b[i]`` for float32 batches, each dot product summed in
+    float64 over increasing k and rounded once to float32."""
+    nbat, m, k = a.shape
+    n = b.shape[2]
+    for t in prange(nbat * m):
+        i = t // m
+        r = t - i * m
+        for j in range(n):
+            acc = 0.0
+            for p in range(k):
+                acc += np.float64(a[i, r, p]) * np.float64(b[i, p, j])
+            out[i, r, j] = np.float32(acc)
+
+
+@njit(**CPU_PARALLEL)
+def matmul_reference(a, b, za, zb, scale, so, zo, qmin, qmax, out):
+    """Exact integer accumulation ``sum (a - za)(b - zb)`` (int64), scaled by
+    ``scale = sa * sb`` and rounded once into ``(so, zo)``."""
+    nbat, m, k = a.shape
+    n = b.shape[2]
+    for t in prange(nbat * m):
+        i = t // m
+        r = t - i * m
+        for j in range(n):
+            acc = np.int64(0)
+            for p in range(k):
+                acc += (np.int64(a[i, r, p]) - za) * (np.int64(b[i, p, j]) - zb)
+            x = np.float64(acc) * scale
+            out[i, r, j] = clamp_rint(rne_div_exact(x, so) + zo, qmin, qmax)
+
+
+# ------------------------------------------------------------------ softmax
+@njit(**CPU_PARALLEL)
+def softmax_axis(x, out, outer, n, inner):
+    """Softmax of the flat float32 array ``x`` viewed as ``(outer, n, inner)``
+    along its middle axis, computed in float64 (max subtracted, exp, sum, one
+    division) and stored in ``out``'s dtype (float32: rounded once; float64:
+    the reference's values)."""
+    for t in prange(outer * inner):
+        o = t // inner
+        base = o * n * inner + (t - o * inner)
+        mx = -np.inf
+        for j in range(n):
+            v = np.float64(x[base + j * inner])
+            if v > mx:
+                mx = v
+        s = 0.0
+        for j in range(n):
+            s += np.exp(np.float64(x[base + j * inner]) - mx)
+        for j in range(n):
+            out[base + j * inner] = np.exp(np.float64(x[base + j * inner]) - mx) / s
+
+
+@njit(**CPU_PARALLEL)
+def quantize_exact(y, so, zo, qmin, qmax, out):
+    """Reference rounding of float64 ``y``: ``rne(y / so) + zo``, saturated."""
+    for i in prange(y.size):
+        out[i] = clamp_rint(rne_div_exact(y[i], so) + zo, qmin, qmax)
+
+
+# ------------------------------------------------------------------ data movement
+@njit(**CPU_PARALLEL)
+def copy_slab(src, dst, outer, src_n, dst_n, offset):
+    """``dst.reshape(outer, dst_n)[:, offset:offset + src_n] = src.reshape(outer, src_n)``
+    (one input of a concatenation)."""
+    for o in prange(outer):
+        for j in range(src_n):
+            dst[o * dst_n + offset + j] = src[o * src_n + j]
+
+
+@njit(**CPU_PARALLEL)
+def flip(src, dst, total):
+    """``dst = total - src`` (mul_scalar by a negative number: ``qmax + qmin - q``)."""
+    for i in prange(src.size):
+        dst[i] = total - np.int64(src[i])
+
+
+@njit(**CPU_PARALLEL)
+def fill_zero(dst):
+    """``dst[:] = 0`` (mul_scalar by zero)."""
+    for i in prange(dst.size):
+        dst[i] = 0

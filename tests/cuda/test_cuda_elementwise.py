@@ -1,0 +1,78 @@
+"""CUDA elementwise ops: the same integers and qparams as the CPU kernels (and so as torch)."""
+
+import numpy as np
+import pytest
+
+import qops
+import qops.functional as F
+from qops.kernels.cuda import config
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(config, "threads_per_block", 16)
+    monkeypatch.setattr(config, "max_blocks", 3)
+
+
+def pair(raw, dtype, s, z):
+    from numba import cuda
+
+    return (qops.make_per_tensor_qtensor(raw, s, z, dtype),
+            qops.make_per_tensor_qtensor(cuda.to_device(raw), s, z, dtype))
+
+
+def same(a, b):
+    assert b.device == "cuda"
+    assert (a.q_scale(), a.q_zero_point()) == (b.q_scale(), b.q_zero_point())
+    got = b.int_repr().copy_to_host()
+    assert got.dtype == a.int_repr().dtype and got.shape == a.int_repr().shape
+    np.testing.assert_array_equal(got, a.int_repr())
+
+
+@pytest.mark.parametrize("dtype", [qops.quint8, qops.qint32], ids=lambda d: d.name)
+def test_binary_and_scalar_ops_match_cpu(dtype):
+    """quint8 and qint32 (qint8 runs the same device code on signed bytes; the
+    CPU tests cover it against torch)."""
+    rng = np.random.default_rng(0)
+    lo, hi = (-2000, 2000) if dtype is qops.qint32 else (dtype.qmin, dtype.qmax)
+    # 2 rows of 67 = 134 > 3 blocks of 16: blocks, the grid stride, torch's 64-lane vector tail
+    raw_a = rng.integers(lo, hi + 1, (2, 67)).astype(dtype.storage)
+    raw_b = rng.integers(lo, hi + 1, (2, 67)).astype(dtype.storage)
+    za, zb, zo = (7, -3, 11) if dtype is not qops.quint8 else (120, 131, 99)
+    ac, ag = pair(raw_a, dtype, 0.37, za)
+    bc, bg = pair(raw_b, dtype, 0.011, zb)
+    rc, rg = pair(raw_b[:1, :], dtype, 0.05, zb)  # row broadcast
+    for p in ("fbgemm", "reference"):
+        for op in (F.add, F.add_relu, F.mul, F.mul_relu):
+            same(op(ac, bc, 0.2, zo, numerics=p), op(ag, bg, 0.2, zo, numerics=p))
+            same(op(ac, rc, 1e-3, zo, numerics=p), op(ag, rg, 1e-3, zo, numerics=p))
+        for c in (0.0, -2.2, 1e4):
+            same(F.add_scalar(ac, c, numerics=p), F.add_scalar(ag, c, numerics=p))
+            same(F.mul_scalar(ac, c, numerics=p), F.mul_scalar(ag, c, numerics=p))
+    # overflow of the requantization: vector and scalar paths differ, as on the CPU
+    same(F.mul(ac, bc, 1e-9, zo), F.mul(ag, bg, 1e-9, zo))
+
+
+def test_cat_matmul_softmax_match_cpu():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (2, 5, 6)).astype(np.uint8)
+    b = rng.integers(0, 256, (2, 3, 6)).astype(np.uint8)
+    ac, ag = pair(a, qops.quint8, 0.1, 3)
+    bc, bg = pair(b, qops.quint8, 0.2, 9)
+    for p in ("fbgemm", "reference"):
+        same(F.cat([ac, bc], 1, 0.15, 4, numerics=p), F.cat([ag, bg], 1, 0.15, 4, numerics=p))
+        same(F.softmax(ac, 1, 1 / 256, 0, numerics=p), F.softmax(ag, 1, 1 / 256, 0, numerics=p))
+    same(F.cat([ac, ac], -1, numerics="tflite"), F.cat([ag, ag], -1, numerics="tflite"))
+    m1 = rng.integers(0, 256, (2, 4, 9)).astype(np.uint8)
+    m2 = rng.integers(0, 256, (2, 9, 3)).astype(np.uint8)
+    xc, xg = pair(m1, qops.quint8, 0.02, 100)
+    yc, yg = pair(m2, qops.quint8, 0.03, 120)
+    for p in ("fbgemm", "reference"):
+        same(F.matmul(xc, yc, 0.05, 10, numerics=p), F.matmul(xg, yg, 0.05, 10, numerics=p))
+
+
+def test_mixed_devices_refused():
+    raw = np.zeros(4, np.uint8)
+    ac, ag = pair(raw, qops.quint8, 0.1, 0)
+    with pytest.raises(ValueError, match="one device"):
+        F.add(ac, ag, 0.1, 0)
