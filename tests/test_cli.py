@@ -23,7 +23,9 @@ from qops.numerics import available_numerics
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_PROFILES = ("fbgemm", "qnnpack", "onednn")
-OPS = (
+#: The core ops, registered in qops/report.py itself; every op family adds its
+#: own sweeps (qops/_sweeps_*.py) and the expected rows come from the registry.
+CORE_OPS = (
     "quantize_per_tensor",
     "quantize_per_channel",
     "dequantize",
@@ -37,7 +39,8 @@ OPS = (
     "conv3d",
     "conv2d_relu",
 )
-WEIGHTED_OPS = OPS[6:]
+WEIGHTED_OPS = CORE_OPS[6:]
+OPS = tuple(report.sweeps())
 ROW_KEYS = {
     "op", "profile", "peer", "peer_status", "peer_version", "unit", "cases", "cases_compared",
     "values", "values_compared", "mismatches", "max_diff_vs_reference", "worst_vs_reference",
@@ -63,19 +66,28 @@ def installed(module):
 
 
 def expected_rows():
-    rows = []
-    for op in OPS:
-        profiles = TORCH_PROFILES if op.startswith("fake_quantize") else available_numerics()
-        rows += [(op, p) for p in profiles]
-    return rows
+    """(op, profile) in registration order, each op under the profiles its sweep names."""
+    return [(name, p) for name, sweep in report.sweeps().items()
+            for p in available_numerics() if p in sweep.profiles]
 
 
 def expected_peer(op, profile):
-    if profile in TORCH_PROFILES:
+    peers = report.sweeps()[op].peers
+    if profile in TORCH_PROFILES and "torch" in peers:
         return "torch"
-    if profile == "onnxruntime" and not op.startswith("fake_quantize"):
+    if profile == "onnxruntime" and "onnxruntime" in peers:
         return "onnxruntime"
     return None
+
+
+def test_core_ops_are_registered_with_their_peers():
+    for op in CORE_OPS:
+        sweep = report.sweeps()[op]
+        assert "torch" in sweep.peers
+        if op.startswith("fake_quantize"):
+            assert tuple(sweep.profiles) == TORCH_PROFILES and "onnxruntime" not in sweep.peers
+        else:
+            assert tuple(sweep.profiles) == available_numerics() and "onnxruntime" in sweep.peers
 
 
 # ------------------------------------------------------------ the quick sweep
@@ -101,7 +113,9 @@ def test_report_json_schema(quick_report):
     for row in doc["rows"]:
         assert set(row) == ROW_KEYS
         assert row["cases"] > 0 and row["values"] > 0
-        assert row["unit"] == ("ulp" if row["op"] == "dequantize" else "LSB")
+        assert row["unit"] == report.sweeps()[row["op"]].unit in ("LSB", "ulp")
+        if row["op"] in CORE_OPS:
+            assert row["unit"] == ("ulp" if row["op"] == "dequantize" else "LSB")
         assert row["max_diff_vs_reference"] >= 0
 
 
