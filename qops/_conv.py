@@ -26,7 +26,8 @@ from ._linear import INT32_MAX, check_activation, overflow_bound, warn_overflow
 from ._packed import PackedLinearWeight, output_qparams
 from . import _dispatch
 from .dtypes import qint8, quint8
-from .kernels.cpu.gemm import KG, MR, NR, pack_activations, pack_weight
+from .kernels.cpu.conv import conv_block_rows
+from .kernels.cpu.gemm import KG, MR, NR, pack_activations, pack_weight, vnni_available
 from .numerics import resolve_numerics
 from .qtensor import QTensor
 
@@ -34,6 +35,15 @@ __all__ = ["PackedConvWeight", "conv1d", "conv2d", "conv3d", "conv1d_relu", "con
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _NP_PAD = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+#: depthwise (one output channel per input channel, zero padding) through the
+#: fused kernel; False runs the unfused ``depthwise`` + epilogue (same result)
+_FUSED_DEPTHWISE = True
+#: other convolutions through the fused im2col + GEMM + epilogue kernel; False
+#: runs the three kernels one after the other (same result)
+_FUSED_CONV = True
+#: fused depthwise convolutions with fewer multiply-adds (padded input size
+#: times taps) run on one thread
+_DW_SERIAL_MACS = 1 << 18
 
 
 def _tuple(v, nd, name, op, minimum):
@@ -195,6 +205,11 @@ def _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, 
                           relu, op)
         return QTensor._per_tensor(data, out_dtype, so, zo)
 
+    if (_FUSED_DEPTHWISE and padding_mode == "zeros" and packed.dw_table is not None
+            and packed.og == 1 and x._data.size):
+        return _depthwise_fused(x, packed, lin, profile, nd, stride, padding, dilation, out_sp,
+                                so, zo, relu, op)
+
     # channels-last uint8, as (N, D, H, W, C)
     perm = (0,) + tuple(range(2, nd + 2)) + (1,)
     xs = np.ascontiguousarray(x._data.transpose(perm))
@@ -231,6 +246,20 @@ def _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, 
             _dispatch.run("requantize_accumulators", "cpu", ep.mode, acc, 0, o, m, o,
                           np.zeros(m, np.int32), zeros, zeros, ep.ip, ep.fp, ep.cf0, ep.cf1,
                           ep.ci0, ep.zo, ep.lo, ep.hi, out, 0, o, 0)
+        elif _FUSED_CONV:
+            kp = -(-ktot // KG) * KG
+            np_ = packed.group_np
+            fused = "conv.conv_requantized_vnni" if vnni_available() else "conv.conv_requantized_portable"
+            mb = conv_block_rows(kp, np_)
+            o8 = out.view(np.uint8)
+            og = packed.og
+            direct = (packed.groups == 1 and k3 == (1, 1, 1) and s3 == (1, 1, 1)
+                      and p3 == (0, 0, 0) and c == kp)
+            for g in range(packed.groups):
+                _dispatch.run(fused, "cpu", xs, zxu, g * packed.cg, packed.cg, *geometry,
+                              packed.group_panels[g], np_, kp, mb, lin.any_zw, direct, ep.mode, ep.zw,
+                              ep.cc, ep.ip, ep.fp, ep.cf0, ep.cf1, ep.ci0, ep.zo, ep.lo, ep.hi,
+                              o8, g * og, o, g * og, og)
         elif packed.groups == 1 and k3 == (1, 1, 1) and s3 == (1, 1, 1) and p3 == (0, 0, 0):
             # pointwise: the channels-last input already is the (M, C) matrix
             a, mp, kp = pack_activations(xs.reshape(m, c))
@@ -259,6 +288,46 @@ def _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, 
                               ep.lo, ep.hi, out, g * og, o, g * og)
     data = out.reshape((n,) + o3 + (o,)).transpose(0, 4, 1, 2, 3)
     data = data[(slice(None), slice(None)) + (0,) * (3 - nd)]  # drop the unit dims of 1-D/2-D
+    return QTensor._per_tensor(data, out_dtype, so, zo)
+
+
+def _depthwise_fused(x, packed, lin, profile, nd, stride, padding, dilation, out_sp, so, zo,
+                     relu, op):
+    """The CPU path of :func:`_conv` for depthwise convolutions with one output
+    channel per input channel (zero padding): the input copied once into a
+    padded channels-last buffer, then accumulation and requantization fused
+    in one kernel."""
+    x_signed = x.dtype is qint8
+    sx, zx = x.q_scale(), x.q_zero_point()
+    zxu = zx + 128 if x_signed else zx
+    n, c = x.shape[:2]
+    data = x._data.view(np.uint8)
+    last = data.transpose((0,) + tuple(range(2, nd + 2)) + (1,))
+    cl = not data.flags.c_contiguous and last.flags.c_contiguous  # a conv output
+    src = (last if cl else np.ascontiguousarray(data)).reshape(-1)
+    k3 = _as3(packed.kernel, nd, 1)
+    s3, p3, d3 = _as3(stride, nd, 1), _as3(padding, nd, 0), _as3(dilation, nd, 1)
+    o3 = _as3(out_sp, nd, 1)
+    sp = _as3(x.shape[2:], nd, 1)
+    xp = np.empty((n,) + tuple(sp[i] + 2 * p3[i] for i in range(3)) + (c,), np.uint8)
+    # one thread for small convolutions: a parallel launch costs tens of microseconds
+    serial = "_serial" if xp.size * int(np.prod(k3)) < _DW_SERIAL_MACS else ""
+    _dispatch.run("conv.pad_channels_last" + serial, "cpu", src, cl, 0x80 if x_signed else 0, zxu,
+                  n, c, *sp, *p3, xp)
+    o = packed.o
+    m = n * o3[0] * o3[1] * o3[2]
+    out_dtype = x.dtype
+    out = np.empty(m * o, out_dtype.storage)
+    bound = overflow_bound(int(np.prod(k3)), xp, zxu, 0, 255, lin.wmax)
+    if bound:
+        warn_overflow(op, bound, 4)
+    ep = lin.epilogue(profile, sx, zx, so, zo, relu, out_dtype, x_signed)
+    quirk = profile == "fbgemm" and _fbgemm_depthwise_quirk(packed, nd, c, stride, padding, dilation)
+    _dispatch.run("conv.depthwise_requantized" + serial, "cpu", xp, zxu, packed.dw_table, ep.zw,
+                  *k3, *s3, *d3, *o3, quirk, ep.mode, ep.ip, ep.fp, ep.cf0, ep.cf1, ep.ci0,
+                  ep.zo, ep.lo, ep.hi, out.view(np.uint8))
+    data = out.reshape((n,) + o3 + (o,)).transpose(0, 4, 1, 2, 3)
+    data = data[(slice(None), slice(None)) + (0,) * (3 - nd)]
     return QTensor._per_tensor(data, out_dtype, so, zo)
 
 

@@ -21,7 +21,7 @@ from ._device import is_cuda_array
 from ._packed import PackedLinearWeight, output_qparams
 from . import _dispatch
 from .dtypes import per_tensor_affine, per_tensor_symmetric, qint8, quint8
-from .kernels.cpu.gemm import pack_activations
+from .kernels.cpu.gemm import KG, pack_activations
 from .numerics import resolve_numerics
 from .qtensor import QTensor
 
@@ -143,7 +143,10 @@ def _linear(input, weight, bias, scale, zero_point, numerics, relu, op):
         bound = overflow_bound(k, xu, zxu, 0, 255, packed.wmax)
         if bound:
             warn_overflow(op, bound, 3)
-        a, mp, kp = pack_activations(xu)
+        if k % KG == 0 and xu.flags.c_contiguous:  # no copy; the GEMM takes any row count
+            a, mp, kp = xu.reshape(-1).view(np.int32), m, k
+        else:
+            a, mp, kp = pack_activations(xu)
         rowsum = np.zeros(m, np.int32)
         raw = _dispatch.run("gemm_raw", "cpu", a, mp, kp, packed.panels, packed.np_)
         if packed.any_zw and k:

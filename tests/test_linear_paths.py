@@ -78,6 +78,24 @@ def test_gemm_raw_matches_integer_matmul(rng, monkeypatch, disable):
         np.testing.assert_array_equal(raw, exact.accumulate(x, 0, w, 0).astype(np.int32))
 
 
+@pytest.mark.parametrize("disable", ["", "1"], ids=["vnni", "portable"])
+def test_gemm_raw_unpadded_rows(rng, monkeypatch, disable):
+    """Rows used in place (``kp`` a multiple of 4, no padding to 4-row groups):
+    the last 1-3 rows run on the 2-row and 1-row kernels, serial and parallel
+    (the 3-row K = 70,000 case wraps int32 and is large enough to go parallel)."""
+    monkeypatch.setenv("QOPS_DISABLE_VNNI", disable)
+    for m, k, n in ((1, 4, 1), (2, 8, 33), (3, 64, 130), (5, 12, 64), (6, 768, 300), (7, 4, 7),
+                    (3, 70000, 300)):
+        x = rng.integers(0, 256, (m, k), dtype=np.uint8)
+        w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+        if k == 70000:
+            x[:] = 255
+            w[:] = 127
+        npad = -(-n // gemm.NR) * gemm.NR
+        raw = gemm.gemm_raw(x.reshape(-1).view(np.int32), m, k, gemm.pack_weight(w), npad).reshape(m, npad)[:, :n]
+        np.testing.assert_array_equal(raw, exact.accumulate(x, 0, w, 0).astype(np.int32))
+
+
 # ------------------------------------------------------------------ epilogue
 def _epilogue_args(rng, profile, m, n):
     """A random raw block and the epilogue of a real packed weight."""

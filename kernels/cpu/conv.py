@@ -7,14 +7,29 @@ every output pixel, the receptive field of one group: ``kd*kh*kw`` taps of
 (so they add exactly 0 to ``sum (x - zx)(w - zw)``).  Rows are written into
 the ``(Mp, Kp)`` buffer that :func:`kernels.cpu.gemm.gemm_raw` consumes
 (columns beyond ``K`` and rows beyond ``M`` stay zero).
+
+The fused kernels give the same integers with fewer passes over memory:
+:func:`conv_requantized_vnni` / :func:`conv_requantized_portable` run
+im2col, the GEMM and the requantization epilogue block by block of output
+pixels; :func:`depthwise_requantized` accumulates and requantizes depthwise
+convolutions from the zero-point-bordered channels-last copy that
+:func:`pad_channels_last` makes.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from .._options import CPU, CPU_PARALLEL
+from .._options import CPU, CPU_INLINE, CPU_PARALLEL
+from .gemm import KG, block_portable, block_vnni
+from .requant import _block
 
-__all__ = ["im2col", "depthwise"]
+__all__ = ["im2col", "depthwise", "pad_channels_last", "pad_channels_last_serial",
+           "depthwise_requantized", "depthwise_requantized_serial",
+           "conv_requantized_vnni", "conv_requantized_portable", "conv_block_rows"]
+
+_I16 = np.int16
+_I32 = np.int32
+_U64 = np.uint64
 
 
 @njit(**CPU_PARALLEL)
@@ -213,3 +228,470 @@ def depthwise(x, zx, w, zw, mult, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw
         _depthwise_outrows(xf, zx, wt, wsum, zw, mult, n_, d_, h_, w_, c_, r, r + 1,
                            kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow,
                            fbgemm_pairs, out)
+
+
+# ------------------------------------------------- padded input, fused depthwise
+@njit(**CPU_INLINE)
+def _load8(a, p):
+    """Bytes ``a[p : p + 8]`` as one little-endian uint64 (any alignment)."""
+    return (_U64(a[p]) | (_U64(a[p + _U64(1)]) << _U64(8)) | (_U64(a[p + _U64(2)]) << _U64(16))
+            | (_U64(a[p + _U64(3)]) << _U64(24)) | (_U64(a[p + _U64(4)]) << _U64(32))
+            | (_U64(a[p + _U64(5)]) << _U64(40)) | (_U64(a[p + _U64(6)]) << _U64(48))
+            | (_U64(a[p + _U64(7)]) << _U64(56)))
+
+
+@njit(**CPU_INLINE)
+def _swap_blocks(a, b, s, m):
+    """One step of an 8x8 byte transpose: exchange the ``s``-byte blocks
+    selected by ``~m`` of ``a`` with those selected by ``m`` of ``b``."""
+    sh = _U64(8 * s)
+    return (a & m) | ((b & m) << sh), ((a >> sh) & m) | (b & ~m)
+
+
+@njit(**CPU_INLINE)
+def _transpose_8x8(src, b, stride, out64, o, ow, f):
+    """8 channels x 8 pixels: rows of 8 bytes at ``src[b + k*stride]`` (one
+    channel each) to 8 words ``out64[o + k*ow]`` (one pixel each), XOR ``f``."""
+    st = _U64(stride)
+    r0 = _load8(src, b)
+    r1 = _load8(src, b + st)
+    r2 = _load8(src, b + _U64(2) * st)
+    r3 = _load8(src, b + _U64(3) * st)
+    r4 = _load8(src, b + _U64(4) * st)
+    r5 = _load8(src, b + _U64(5) * st)
+    r6 = _load8(src, b + _U64(6) * st)
+    r7 = _load8(src, b + _U64(7) * st)
+    m = _U64(0x00000000FFFFFFFF)
+    r0, r4 = _swap_blocks(r0, r4, 4, m)
+    r1, r5 = _swap_blocks(r1, r5, 4, m)
+    r2, r6 = _swap_blocks(r2, r6, 4, m)
+    r3, r7 = _swap_blocks(r3, r7, 4, m)
+    m = _U64(0x0000FFFF0000FFFF)
+    r0, r2 = _swap_blocks(r0, r2, 2, m)
+    r1, r3 = _swap_blocks(r1, r3, 2, m)
+    r4, r6 = _swap_blocks(r4, r6, 2, m)
+    r5, r7 = _swap_blocks(r5, r7, 2, m)
+    m = _U64(0x00FF00FF00FF00FF)
+    r0, r1 = _swap_blocks(r0, r1, 1, m)
+    r2, r3 = _swap_blocks(r2, r3, 1, m)
+    r4, r5 = _swap_blocks(r4, r5, 1, m)
+    r6, r7 = _swap_blocks(r6, r7, 1, m)
+    w = _U64(ow)
+    out64[o] = r0 ^ f
+    out64[o + w] = r1 ^ f
+    out64[o + _U64(2) * w] = r2 ^ f
+    out64[o + _U64(3) * w] = r3 ^ f
+    out64[o + _U64(4) * w] = r4 ^ f
+    out64[o + _U64(5) * w] = r5 ^ f
+    out64[o + _U64(6) * w] = r6 ^ f
+    out64[o + _U64(7) * w] = r7 ^ f
+
+
+@njit(**CPU)
+def _pad_rows(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, r0, r1):
+    """Rows ``r0 : r1`` (of ``N * Dp * Hp``) of :func:`pad_channels_last`."""
+    dp, hp, wp = d_ + 2 * pd, h_ + 2 * ph, w_ + 2 * pw
+    of = out.reshape(out.size)
+    zb = np.uint8(zx)
+    fb = np.uint8(flip)
+    f64 = _U64(flip) * _U64(0x0101010101010101)
+    blocks = c_ % 8 == 0
+    out64 = of.view(np.uint64) if blocks else np.empty(0, np.uint64)
+    hw = d_ * h_ * w_
+    for r in range(r0, r1):
+        y = r % hp
+        q = r // hp
+        z = q % dp
+        n = q // dp
+        ob = _U64(r * wp * c_)
+        if z < pd or z >= pd + d_ or y < ph or y >= ph + h_:
+            for i in range(_U64(0), _U64(wp * c_)):
+                of[ob + i] = zb
+            continue
+        for i in range(_U64(0), _U64(pw * c_)):
+            of[ob + i] = zb
+            of[ob + _U64((pw + w_) * c_) + i] = zb
+        ob += _U64(pw * c_)
+        if cl:
+            sb = _U64((((n * d_ + z - pd) * h_ + y - ph) * w_) * c_)
+            for i in range(_U64(0), _U64(w_ * c_)):
+                of[ob + i] = src[sb + i] ^ fb
+            continue
+        sb = _U64((n * c_ * d_ + z - pd) * h_ * w_ + (y - ph) * w_)  # channel 0, pixel 0
+        i0 = 0
+        if blocks:
+            cw = c_ // 8
+            i0 = w_ - w_ % 8
+            for c0 in range(0, c_, 8):
+                for i in range(0, i0, 8):
+                    _transpose_8x8(src, sb + _U64(c0 * hw + i), hw, out64,
+                                   (ob + _U64(i * c_ + c0)) // _U64(8), cw, f64)
+        for c in range(_U64(0), _U64(c_)):
+            for i in range(_U64(i0), _U64(w_)):
+                of[ob + i * _U64(c_) + c] = src[sb + c * _U64(hw) + i] ^ fb
+
+
+@njit(**CPU_PARALLEL)
+def pad_channels_last(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out):
+    """Channels-last copy of an input with a border of ``zx``, for
+    :func:`depthwise_requantized`.
+
+    ``src`` is the flat uint8 input, ``(N, C, D, H, W)`` order, or
+    ``(N, D, H, W, C)`` with ``cl``; ``out`` is ``(N, D + 2*pd, H + 2*ph,
+    W + 2*pw, C)`` uint8 (C-contiguous).  ``flip`` (0 or 0x80) is XORed into
+    every copied byte (int8 activations become uint8; ``zx`` is their moved
+    zero point).
+    """
+    rows = n_ * (d_ + 2 * pd) * (h_ + 2 * ph)
+    for r in prange(rows):
+        _pad_rows(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, r, r + 1)
+
+
+@njit(**CPU)
+def pad_channels_last_serial(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out):
+    """:func:`pad_channels_last` on one thread (small inputs)."""
+    _pad_rows(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, 0,
+              n_ * (d_ + 2 * pd) * (h_ + 2 * ph))
+
+
+@njit(**CPU_INLINE)
+def _sat16_32(v):
+    return _I32(-32768) if v < _I32(-32768) else (_I32(32767) if v > _I32(32767) else v)
+
+
+@njit(**CPU)
+def _dw_run_fbgemm(xf, xb, toff, t_, wt, acc, xs, ab, ln, need_xs):
+    """fbgemm's pair sums over every tap, for ``ln`` consecutive accumulators
+    ``acc[ab:]`` whose tap-0 inputs start at ``xf[xb + toff[0]]``.
+
+    Weight row ``t`` of ``wt`` (int16, tiled to the accumulator layout) at
+    ``wt[t, ab:]``.  As fbgemm's ``vpmaddubsw``: each product ``x * w``
+    (uint8 times int8) is exact in int16, the products of taps ``2i`` and
+    ``2i + 1`` are added with int16 saturation, and the sum goes to the int32
+    accumulator; a last odd tap is added alone.
+    """
+    z = _U64(0)
+    n = _U64(ln)
+    a0 = _U64(ab)
+    for j in range(z, n):
+        acc[a0 + j] = 0
+    if need_xs:
+        for j in range(z, n):
+            xs[a0 + j] = 0
+    t = 0
+    while t + 4 <= t_:  # two pairs per pass
+        p0 = _U64(xb + toff[t])
+        p1 = _U64(xb + toff[t + 1])
+        p2 = _U64(xb + toff[t + 2])
+        p3 = _U64(xb + toff[t + 3])
+        w0 = wt[t]
+        w1 = wt[t + 1]
+        w2 = wt[t + 2]
+        w3 = wt[t + 3]
+        for j in range(z, n):
+            q = a0 + j
+            m0 = _I16(_I16(xf[p0 + j]) * w0[q])
+            m1 = _I16(_I16(xf[p1 + j]) * w1[q])
+            m2 = _I16(_I16(xf[p2 + j]) * w2[q])
+            m3 = _I16(_I16(xf[p3 + j]) * w3[q])
+            s01 = _sat16_32(_I32(_I32(m0) + _I32(m1)))
+            s23 = _sat16_32(_I32(_I32(m2) + _I32(m3)))
+            acc[q] = _I32(acc[q] + _I32(s01 + s23))
+        if need_xs:
+            for j in range(z, n):
+                xs[a0 + j] = _I32(xs[a0 + j] + _I32(_I32(xf[p0 + j]) + _I32(xf[p1 + j])
+                                                   + _I32(xf[p2 + j]) + _I32(xf[p3 + j])))
+        t += 4
+    if t + 2 <= t_:
+        p0 = _U64(xb + toff[t])
+        p1 = _U64(xb + toff[t + 1])
+        w0 = wt[t]
+        w1 = wt[t + 1]
+        for j in range(z, n):
+            q = a0 + j
+            m0 = _I16(_I16(xf[p0 + j]) * w0[q])
+            m1 = _I16(_I16(xf[p1 + j]) * w1[q])
+            acc[q] = _I32(acc[q] + _sat16_32(_I32(_I32(m0) + _I32(m1))))
+        if need_xs:
+            for j in range(z, n):
+                xs[a0 + j] = _I32(xs[a0 + j] + _I32(_I32(xf[p0 + j]) + _I32(xf[p1 + j])))
+        t += 2
+    if t < t_:
+        p0 = _U64(xb + toff[t])
+        w0 = wt[t]
+        for j in range(z, n):
+            q = a0 + j
+            acc[q] = _I32(acc[q] + _I32(_I16(_I16(xf[p0 + j]) * w0[q])))
+        if need_xs:
+            for j in range(z, n):
+                xs[a0 + j] = _I32(xs[a0 + j] + _I32(xf[p0 + j]))
+
+
+@njit(**CPU)
+def _dw_run_plain(xf, xb, toff, t_, wt, zx, acc, ab, ln):
+    """``acc[ab + j] = sum_t (x - zx) * (w - zw)`` (int32 wrap) over every tap,
+    ``wt`` holding ``w - zw`` tiled to the accumulator layout."""
+    z = _U64(0)
+    n = _U64(ln)
+    a0 = _U64(ab)
+    zxi = _I32(zx)
+    for j in range(z, n):
+        acc[a0 + j] = 0
+    t = 0
+    while t + 2 <= t_:
+        p0 = _U64(xb + toff[t])
+        p1 = _U64(xb + toff[t + 1])
+        w0 = wt[t]
+        w1 = wt[t + 1]
+        for j in range(z, n):
+            q = a0 + j
+            d0 = _I32(_I32(xf[p0 + j]) - zxi)
+            d1 = _I32(_I32(xf[p1 + j]) - zxi)
+            acc[q] = _I32(acc[q] + _I32(_I32(d0 * w0[q]) + _I32(d1 * w1[q])))
+        t += 2
+    if t < t_:
+        p0 = _U64(xb + toff[t])
+        w0 = wt[t]
+        for j in range(z, n):
+            q = a0 + j
+            acc[q] = _I32(acc[q] + _I32(_I32(_I32(xf[p0 + j]) - zxi) * w0[q]))
+
+
+@njit(**CPU)
+def _dw_setup(xp, zx, w, zw, kd, kh, kw, dd, dh, dw, ow, fbgemm_pairs, ip, fp):
+    """Per-call tables of :func:`depthwise_requantized`: tap offsets, weights
+    and constants tiled to one run of pixels."""
+    n_, dp, hp, wp, c_ = xp.shape
+    t_ = kd * kh * kw
+    run_px = min(max(1, 512 // c_), ow)
+    lc = run_px * c_
+    toff = np.empty(t_, np.int64)
+    t = 0
+    for a in range(kd):
+        for b in range(kh):
+            for c in range(kw):
+                toff[t] = ((a * dd * hp + b * dh) * wp + c * dw) * c_
+                t += 1
+    zxi = _I32(zx)
+    wt = np.empty((t_, lc), np.int32)  # w - zw
+    wt16 = np.empty((t_, lc), np.int16)  # w, for fbgemm's pairs
+    corr = np.zeros(lc, np.int32)
+    zwt = np.empty(lc, np.int32)
+    any_zw = False
+    for j in range(lc):
+        o = j % c_
+        ws = _I32(0)
+        for t in range(t_):
+            wv = _I32(w[t, o])
+            ws = _I32(ws + wv)
+            wt[t, j] = _I32(wv - zw[o])
+            wt16[t, j] = _I16(wv)
+        zwt[j] = zw[o]
+        any_zw = any_zw or zw[o] != 0
+        if fbgemm_pairs:
+            corr[j] = _I32(_I32(_I32(t_) * zxi * zw[o]) - _I32(zxi * ws))
+    need_xs = fbgemm_pairs and any_zw
+    ipt = np.empty((ip.shape[0], lc), ip.dtype)
+    fpt = np.empty((fp.shape[0], lc), fp.dtype)
+    for j in range(lc):
+        for i in range(ip.shape[0]):
+            ipt[i, j] = ip[i, j % c_]
+        for i in range(fp.shape[0]):
+            fpt[i, j] = fp[i, j % c_]
+    zeros = np.zeros(lc, np.int32)
+    rs0 = np.zeros(1, np.int32)
+    return run_px, lc, toff, wt, wt16, corr, zwt, need_xs, ipt, fpt, zeros, rs0
+
+
+@njit(**CPU)
+def _dw_rows(xp, zx, kd, kh, kw, sd, sh, sw, od, oh, ow, fbgemm_pairs, mode, cf0, cf1, ci0, zo, lo,
+             hi, out, r0, r1, run_px, lc, toff, wt, wt16, corr, zwt, need_xs, ipt, fpt, zeros, rs0):
+    """Output rows ``r0 : r1`` of :func:`depthwise_requantized`."""
+    n_, dp, hp, wp, c_ = xp.shape
+    t_ = kd * kh * kw
+    xf = xp.reshape(xp.size)
+    acc = np.empty(lc, np.int32)
+    xs = np.empty(lc, np.int32)
+    for r in range(r0, r1):
+        oy = r % oh
+        q = r // oh
+        oz = q % od
+        n = q // od
+        rowbase = ((n * dp + oz * sd) * hp + oy * sh) * wp * c_
+        for ox0 in range(0, ow, run_px):
+            npx = min(run_px, ow - ox0)
+            xb = rowbase + ox0 * sw * c_
+            if sw == 1:  # one contiguous run of npx pixels
+                if fbgemm_pairs:
+                    _dw_run_fbgemm(xf, xb, toff, t_, wt16, acc, xs, 0, npx * c_, need_xs)
+                else:
+                    _dw_run_plain(xf, xb, toff, t_, wt, zx, acc, 0, npx * c_)
+            else:
+                for p in range(npx):
+                    if fbgemm_pairs:
+                        _dw_run_fbgemm(xf, xb + p * sw * c_, toff, t_, wt16, acc, xs, p * c_, c_,
+                                       need_xs)
+                    else:
+                        _dw_run_plain(xf, xb + p * sw * c_, toff, t_, wt, zx, acc, p * c_, c_)
+            ln = npx * c_
+            if fbgemm_pairs:
+                for j in range(_U64(0), _U64(ln)):
+                    acc[j] = _I32(acc[j] + corr[j])
+                if need_xs:
+                    # fbgemm sums the activations in saturating int16 (vpaddsw)
+                    for j in range(_U64(0), _U64(ln)):
+                        xv = xs[j] if xs[j] < 32767 else _I32(32767)
+                        acc[j] = _I32(acc[j] - _I32(zwt[j] * xv))
+            _block(mode, acc, 0, lc, 0, 1, 0, ln, rs0, zeros, zeros, ipt, fpt, cf0, cf1, ci0,
+                   zo, lo, hi, out, (r * ow + ox0) * c_, 0, 0)
+
+
+@njit(**CPU_PARALLEL)
+def depthwise_requantized(xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow,
+                          fbgemm_pairs, mode, ip, fp, cf0, cf1, ci0, zo, lo, hi, out):
+    """Depthwise convolution (one output channel per input channel), its
+    zero-point corrections and the requantization epilogue, fused.
+
+    ``xp`` is the padded channels-last input ``(N, Dp, Hp, Wp, C)`` uint8 of
+    :func:`pad_channels_last` (so no tap reads outside it), ``w`` the ``(T,
+    C)`` int8 weight table of :func:`depthwise` (``mult == 1``), ``zw`` int32
+    per channel; the geometry is :func:`depthwise`'s with the padding already
+    applied.  The accumulators equal :func:`depthwise`'s, ``fbgemm_pairs``
+    included (padded taps read ``zx`` from the border); they are requantized
+    as :func:`kernels.cpu.requant.requantize_accumulators` does (``mode``,
+    ``ip``, ``fp``, ``cf0``, ``cf1`` float32, ``ci0``, ``zo``, ``lo``,
+    ``hi``) into ``out`` (flat uint8 ``(N*od*oh*ow, C)``; int8 outputs as
+    their uint8 view).
+
+    Each output row is cut into runs of pixels whose accumulators fit in
+    the first-level cache; the per-channel constants are tiled to a run's
+    length once, so every inner loop is a contiguous, vectorised pass.
+    """
+    n_, dp, hp, wp, c_ = xp.shape
+    (run_px, lc, toff, wt, wt16, corr, zwt, need_xs, ipt, fpt, zeros,
+     rs0) = _dw_setup(xp, zx, w, zw, kd, kh, kw, dd, dh, dw, ow, fbgemm_pairs, ip, fp)
+    for r in prange(n_ * od * oh):
+        _dw_rows(xp, zx, kd, kh, kw, sd, sh, sw, od, oh, ow, fbgemm_pairs, mode, cf0, cf1, ci0, zo,
+                 lo, hi, out, r, r + 1, run_px, lc, toff, wt, wt16, corr, zwt, need_xs, ipt, fpt,
+                 zeros, rs0)
+
+
+@njit(**CPU)
+def depthwise_requantized_serial(xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow,
+                                 fbgemm_pairs, mode, ip, fp, cf0, cf1, ci0, zo, lo, hi, out):
+    """:func:`depthwise_requantized` on one thread (small convolutions, where
+    a parallel launch costs more than it saves)."""
+    n_, dp, hp, wp, c_ = xp.shape
+    (run_px, lc, toff, wt, wt16, corr, zwt, need_xs, ipt, fpt, zeros,
+     rs0) = _dw_setup(xp, zx, w, zw, kd, kh, kw, dd, dh, dw, ow, fbgemm_pairs, ip, fp)
+    _dw_rows(xp, zx, kd, kh, kw, sd, sh, sw, od, oh, ow, fbgemm_pairs, mode, cf0, cf1, ci0, zo,
+             lo, hi, out, 0, n_ * od * oh, run_px, lc, toff, wt, wt16, corr, zwt, need_xs, ipt,
+             fpt, zeros, rs0)
+
+
+# ------------------------------------------------ fused im2col, GEMM, epilogue
+@njit(**CPU)
+def _im2col_rows(xf, n_, d_, h_, w_, c_, zb, c0, cg, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh,
+                 dw, od, oh, ow, r0, r1, out, kp):
+    """Rows ``r0 : r1`` of :func:`im2col` into ``out`` (row ``r`` at
+    ``(r - r0) * kp``); the columns from ``kd*kh*kw*cg`` to ``kp`` are zeroed."""
+    ktot = kd * kh * kw * cg
+    for r in range(r0, r1):
+        ox = r % ow
+        t = r // ow
+        oy = t % oh
+        t = t // oh
+        oz = t % od
+        n = t // od
+        dst = _U64((r - r0) * kp)
+        for a in range(kd):
+            iz = oz * sd - pd + a * dd
+            for b in range(kh):
+                iy = oy * sh - ph + b * dh
+                for c in range(kw):
+                    ix = ox * sw - pw + c * dw
+                    if 0 <= iz < d_ and 0 <= iy < h_ and 0 <= ix < w_:
+                        src = _U64((((n * d_ + iz) * h_ + iy) * w_ + ix) * c_ + c0)
+                        for ch in range(_U64(0), _U64(cg)):
+                            out[dst + ch] = xf[src + ch]
+                    else:
+                        for ch in range(_U64(0), _U64(cg)):
+                            out[dst + ch] = zb
+                    dst += _U64(cg)
+        for ch in range(_U64(0), _U64(kp - ktot)):
+            out[dst + ch] = 0
+
+
+@njit(**CPU)
+def _block_row_sums(cols, rows, kp, rowsum):
+    for i in range(rows):
+        s = _I32(0)
+        for j in range(_U64(i * kp), _U64((i + 1) * kp)):
+            s = _I32(s + _I32(cols[j]))
+        rowsum[i] = s
+
+
+def conv_block_rows(kp, np_):
+    """Output pixels per work item of the fused convolution kernels: a
+    multiple of 4 whose patches (``kp`` bytes each) and raw products fit in
+    the first-level cache."""
+    return max(4, min(256, (32768 // max(kp + 4 * np_, 1)) // 4 * 4))
+
+
+def _conv_fused(block_gemm):
+    def fused(x, zx, c0, cg, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow,
+              wpack, np_, kp, mb, any_zw, direct, mode, zw, cc, ip, fp, cf0, cf1, ci0, zo, lo,
+              hi, out, out_off, out_stride, pcol, n_out):
+        n_, d_, h_, w_, c_ = x.shape
+        xf = x.reshape(x.size)
+        zb = np.uint8(zx)
+        m = n_ * od * oh * ow
+        kg = kp // KG
+        for blk in prange((m + mb - 1) // mb):
+            r0 = blk * mb
+            r1 = min(r0 + mb, m)
+            rows = r1 - r0
+            raw = np.empty(mb * np_, np.int32)
+            rowsum = np.zeros(mb, np.int32)
+            if direct:  # pointwise: the input rows are the patches
+                xr = xf[r0 * kp:r1 * kp]
+                if any_zw:
+                    _block_row_sums(xr, rows, kp, rowsum)
+                block_gemm(xr.view(np.int32), wpack, raw, rows, np_, kg)
+            else:
+                cols = np.empty(mb * kp, np.uint8)
+                _im2col_rows(xf, n_, d_, h_, w_, c_, zb, c0, cg, kd, kh, kw, sd, sh, sw, pd, ph,
+                             pw, dd, dh, dw, od, oh, ow, r0, r1, cols, kp)
+                if any_zw:
+                    _block_row_sums(cols, rows, kp, rowsum)
+                block_gemm(cols.view(np.int32), wpack, raw, rows, np_, kg)
+            _block(mode, raw, 0, np_, 0, rows, 0, n_out, rowsum, zw, cc, ip, fp, cf0, cf1, ci0,
+                   zo, lo, hi, out, out_off + r0 * out_stride, out_stride, pcol)
+
+    return fused
+
+
+_DOC = """Convolution of one group, fused: im2col (:func:`im2col`'s patches),
+    the raw GEMM (:mod:`kernels.cpu.gemm`, {path} path) and the zero-point
+    corrections and requantization of
+    :func:`kernels.cpu.requant.requantize_accumulators`, per block of ``mb``
+    output pixels (:func:`conv_block_rows`) in the first-level cache.
+
+    ``x`` is channels-last ``(N, D, H, W, C)`` uint8, group channels
+    ``c0 : c0 + cg``; ``wpack`` the group's panels (``np_`` padded columns,
+    ``kp`` bytes per patch, a multiple of 4); ``any_zw`` whether the row sums
+    are needed; ``direct`` for a pointwise convolution (1 x 1 x 1 kernel,
+    stride 1, no padding, one group, ``C == kp``): the input rows are the
+    patches, read in place; ``mode`` .. ``hi`` and ``out``, ``out_off``, ``out_stride``,
+    ``pcol`` as in ``requantize_accumulators``, ``n_out`` the group's output
+    channels.  Same results as the unfused pipeline."""
+
+# two copies: the VNNI one only compiles where the host has VNNI
+_fused_vnni = _conv_fused(block_vnni)
+_fused_vnni.__name__ = _fused_vnni.__qualname__ = "conv_requantized_vnni"
+_fused_vnni.__doc__ = _DOC.format(path="VNNI")
+conv_requantized_vnni = njit(**CPU_PARALLEL)(_fused_vnni)
+_fused_portable = _conv_fused(block_portable)
+_fused_portable.__name__ = _fused_portable.__qualname__ = "conv_requantized_portable"
+_fused_portable.__doc__ = _DOC.format(path="portable")
+conv_requantized_portable = njit(**CPU_PARALLEL)(_fused_portable)

@@ -10,6 +10,9 @@ The zero-point corrections
 
 are applied, in int32 with wraparound, by the epilogue that requantizes.
 
+Rows are taken 4 at a time (``MR``); a row count that is not a multiple of 4
+(a one-row linear) ends with 2-row and 1-row microkernels instead of padding.
+
 Two paths compute ``raw`` identically: the AVX512-VNNI microkernel
 (``kernels/cpu/_vnni.py``), chosen at run time when the CPU has it, and a
 portable Numba loop for every other CPU.  ``QOPS_DISABLE_VNNI=1`` forces the
@@ -23,7 +26,7 @@ from llvmlite import binding as llvm
 from numba import njit, prange
 
 from .._options import CPU, CPU_PARALLEL
-from ._vnni import MR, NR, vnni_4x32
+from ._vnni import MR, NR, vnni_1x32, vnni_1x128, vnni_2x32, vnni_2x64, vnni_4x32
 
 __all__ = ["MR", "NR", "KG", "vnni_available", "pack_weight", "pack_activations", "gemm_raw", "row_sums"]
 
@@ -141,6 +144,112 @@ def _gemm_portable_serial(a, b, c, mp, np_, kg):
         _tile_portable(a8, b8, c, t, mb, np_, kg)
 
 
+@njit(**CPU)
+def _rows_vnni(a, b, c, r0, rows, np_, kg, j0, j1):
+    """Rows ``r0 : r0 + rows`` (``rows < 4``), panels ``j0 : j1``, VNNI."""
+    nb = kg * NR  # words per weight panel
+    r = r0
+    if rows >= 2:
+        j = j0
+        while j + 2 <= j1:
+            vnni_2x64(a, r * kg, kg, b, j * nb, nb, kg, c, r * np_ + j * NR, np_)
+            j += 2
+        if j < j1:
+            vnni_2x32(a, r * kg, kg, b, j * nb, nb, kg, c, r * np_ + j * NR, np_)
+        r += 2
+    if rows % 2:
+        j = j0
+        while j + 4 <= j1:
+            vnni_1x128(a, r * kg, kg, b, j * nb, nb, kg, c, r * np_ + j * NR, np_)
+            j += 4
+        while j < j1:
+            vnni_1x32(a, r * kg, kg, b, j * nb, nb, kg, c, r * np_ + j * NR, np_)
+            j += 1
+
+
+@njit(**CPU)
+def _rows_portable(a8, b8, c, r0, rows, np_, kg, j0, j1):
+    """Rows ``r0 : r0 + rows``, panels ``j0 : j1``, portable."""
+    kp = kg * KG
+    acc = np.zeros(NR, np.int32)
+    for r in range(r0, r0 + rows):
+        for j in range(j0, j1):
+            acc[:] = 0
+            for g in range(kg):
+                pb = (j * kg + g) * NR * KG
+                pa = r * kp + g * KG
+                x0 = np.int32(a8[pa])
+                x1 = np.int32(a8[pa + 1])
+                x2 = np.int32(a8[pa + 2])
+                x3 = np.int32(a8[pa + 3])
+                for n in range(NR):
+                    q = pb + n * KG
+                    s = (x0 * np.int32(b8[q]) + x1 * np.int32(b8[q + 1])
+                         + x2 * np.int32(b8[q + 2]) + x3 * np.int32(b8[q + 3]))
+                    acc[n] = np.int32(acc[n] + np.int32(s))
+            for n in range(NR):
+                c[r * np_ + j * NR + n] = acc[n]
+
+
+#: panels per parallel work item of the rows below a multiple of MR
+_TAIL_PANELS = 4
+
+
+@njit(**CPU_PARALLEL)
+def _tail_vnni(a, b, c, r0, rows, np_, kg):
+    nj = np_ // NR
+    for t in prange((nj + _TAIL_PANELS - 1) // _TAIL_PANELS):
+        j0 = t * _TAIL_PANELS
+        _rows_vnni(a, b, c, r0, rows, np_, kg, j0, min(j0 + _TAIL_PANELS, nj))
+
+
+@njit(**CPU_PARALLEL)
+def _tail_portable(a, b, c, r0, rows, np_, kg):
+    a8 = a.view(np.uint8)
+    b8 = b.view(np.int8)
+    nj = np_ // NR
+    for t in prange((nj + _TAIL_PANELS - 1) // _TAIL_PANELS):
+        j0 = t * _TAIL_PANELS
+        _rows_portable(a8, b8, c, r0, rows, np_, kg, j0, min(j0 + _TAIL_PANELS, nj))
+
+
+@njit(**CPU)
+def _tail_vnni_serial(a, b, c, r0, rows, np_, kg):
+    _rows_vnni(a, b, c, r0, rows, np_, kg, 0, np_ // NR)
+
+
+@njit(**CPU)
+def _tail_portable_serial(a, b, c, r0, rows, np_, kg):
+    _rows_portable(a.view(np.uint8), b.view(np.int8), c, r0, rows, np_, kg, 0, np_ // NR)
+
+
+@njit(**CPU)
+def block_vnni(a, b, c, rows, np_, kg):
+    """Serial ``raw`` of ``rows`` (any count) rows, every panel, VNNI: the
+    GEMM of one block of a fused kernel (``a``: rows of ``kg`` words, ``c``:
+    rows of ``np_`` words)."""
+    full = rows - rows % MR
+    nj = np_ // NR
+    for j in range(nj):
+        for i in range(0, full, MR):
+            vnni_4x32(a, i * kg, kg, b, j * kg * NR, kg, c, i * np_ + j * NR, np_)
+    if full < rows:
+        _rows_vnni(a, b, c, full, rows - full, np_, kg, 0, nj)
+
+
+@njit(**CPU)
+def block_portable(a, b, c, rows, np_, kg):
+    """:func:`block_vnni` on the portable path."""
+    full = rows - rows % MR
+    a8 = a.view(np.uint8)
+    b8 = b.view(np.int8)
+    mb = full // MR
+    for t in range((np_ // NR) * mb):
+        _tile_portable(a8, b8, c, t, mb, np_, kg)
+    if full < rows:
+        _rows_portable(a8, b8, c, full, rows - full, np_, kg, 0, np_ // NR)
+
+
 #: multiply-adds below which one thread does the whole GEMM (a parallel
 #: launch costs tens of microseconds)
 SERIAL_MACS = 1 << 21
@@ -151,16 +260,28 @@ def gemm_raw(a, mp, kp, wpack, np_, out=None):
 
     ``a``/``mp``/``kp`` come from :func:`pack_activations`, ``wpack`` from
     :func:`pack_weight` with ``np_`` padded columns.  Returns a flat int32
-    array of ``mp * np_`` (row-major ``(Mp, Np)``).
+    array of ``mp * np_`` (row-major ``(Mp, Np)``).  ``a`` may also hold any
+    number ``mp`` of unpadded rows of ``kp`` bytes (``kp`` a multiple of 4):
+    rows beyond the last multiple of ``MR`` run on 2-row and 1-row kernels.
     """
     if out is None:
         out = np.empty(mp * np_, np.int32)
     kg = kp // KG
-    serial = mp * np_ * kp <= SERIAL_MACS
-    if vnni_available():
-        (_gemm_vnni_serial if serial else _gemm_vnni)(a, wpack, out, mp, np_, kg)
-    else:
-        (_gemm_portable_serial if serial else _gemm_portable)(a, wpack, out, mp, np_, kg)
+    full = mp - mp % MR
+    vnni = vnni_available()
+    if full:
+        serial = full * np_ * kp <= SERIAL_MACS
+        if vnni:
+            (_gemm_vnni_serial if serial else _gemm_vnni)(a, wpack, out, full, np_, kg)
+        else:
+            (_gemm_portable_serial if serial else _gemm_portable)(a, wpack, out, full, np_, kg)
+    if full < mp:
+        rows = mp - full
+        serial = rows * np_ * kp <= SERIAL_MACS
+        if vnni:
+            (_tail_vnni_serial if serial else _tail_vnni)(a, wpack, out, full, rows, np_, kg)
+        else:
+            (_tail_portable_serial if serial else _tail_portable)(a, wpack, out, full, rows, np_, kg)
     return out
 
 

@@ -1,0 +1,70 @@
+"""The fused convolution kernels (im2col + GEMM + requantization per pixel
+block; padded channels-last depthwise with fbgemm's int16 pair saturation in
+registers) against the step-by-step path they replace, bit for bit, under
+every profile and with the portable GEMM too.  Both are also checked against
+the peers elsewhere; here the two implementations must agree on cases the
+peer sweeps reach rarely: full-scale 7x7x7 depthwise that drives fbgemm's
+int16 activation sum to its limit, nonzero weight zero points, int8
+activations, strides and dilation."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import qops
+from qops import _conv
+from qops.functional import conv1d, conv2d, conv3d
+from qops.numerics import available_numerics
+
+CONVS = {1: conv1d, 2: conv2d, 3: conv3d}
+
+
+def _case(rng, nd, c, o, groups, k, stride, dilation, act, full_scale=False):
+    spatial = (9, 8, 7)[:nd]
+    xdt, lo, hi = (qops.quint8, 0, 255) if act == "u8" else (qops.qint8, -128, 127)
+    x = rng.integers(lo, hi + 1, (2, c) + spatial).astype(xdt.storage)
+    w = rng.integers(-128, 128, (o, c // groups) + (k,) * nd).astype(np.int8)
+    if full_scale:
+        x[:] = hi
+        w[:] = 127
+    zw = np.array([0, 0, 2, -3][: o], np.int64) if o <= 4 else rng.integers(-5, 6, o)
+    xq = qops.make_per_tensor_qtensor(x, 0.02, (lo + hi + 1) // 2, xdt)
+    wq = qops.make_per_channel_qtensor(w, np.full(o, 0.003), zw, 0, qops.qint8)
+    wsym = qops.make_per_tensor_qtensor(w, 0.003, 0, qops.qint8)
+    return xq, wq, wsym, dict(stride=stride, padding=(k // 2) * dilation, dilation=dilation, groups=groups)
+
+
+@pytest.mark.parametrize("disable", ["", "1"], ids=["vnni", "portable"])
+def test_fused_and_step_by_step_paths_agree(rng, monkeypatch, disable):
+    monkeypatch.setenv("QOPS_DISABLE_VNNI", disable)
+    cases = [
+        (2, 16, 16, 16, 3, 1, 1, "u8", False),   # depthwise, fbgemm's saturating kernel
+        (2, 8, 8, 8, 5, 2, 1, "u8", False),
+        (2, 8, 8, 8, 3, 1, 2, "s8", False),      # dilated, int8 activations
+        (3, 8, 8, 8, 7, 1, 1, "u8", True),       # 7x7x7 full scale: int16 activation-sum limit
+        (1, 8, 8, 8, 3, 1, 1, "u8", False),
+        (2, 12, 20, 1, 3, 1, 1, "u8", False),    # plain GEMM conv
+        (2, 8, 12, 2, 3, 2, 1, "s8", False),     # grouped, strided
+        (2, 16, 8, 1, 1, 1, 1, "u8", False),     # 1x1 read in place
+        (3, 4, 6, 1, 3, 1, 1, "u8", False),
+    ]
+    compared = 0
+    for nd, c, o, groups, k, stride, dilation, act, full in cases:
+        xq, wq, wsym, geo = _case(rng, nd, c, o, groups, k, stride, dilation, act, full)
+        for profile in available_numerics():
+            if (act == "u8") != (profile not in ("tflite", "tflite_single")) and profile not in (
+                    "onnxruntime", "reference"):
+                continue
+            w = wsym if profile in ("onednn", "tflite", "tflite_single") else wq
+            outs = []
+            for fused in (True, False):
+                monkeypatch.setattr(_conv, "_FUSED_CONV", fused)
+                monkeypatch.setattr(_conv, "_FUSED_DEPTHWISE", fused)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # accumulator-overflow notice
+                    outs.append(CONVS[nd](xq, w, None, scale=0.5, zero_point=int(xq.q_zero_point()),
+                                          numerics=profile, **geo).int_repr())
+            np.testing.assert_array_equal(outs[0], outs[1], err_msg=f"{profile} {nd}-D c={c} o={o} g={groups}")
+            compared += outs[0].size
+    assert compared > 50000
