@@ -110,73 +110,11 @@ def _microkernel(rows, panels):
     return intrinsic(typer)
 
 
+#: the main microkernel: MR rows x one 32-column panel, 8 zmm accumulators
+vnni_4x32 = _microkernel(MR, 1)
 #: 1 row x 4 panels, 2 rows x 2 panels: 8 independent accumulators each, so
 #: the rows below a multiple of MR keep the multiply-add unit as busy as 4 x 32
 vnni_1x128 = _microkernel(1, 4)
 vnni_2x64 = _microkernel(2, 2)
 vnni_1x32 = _microkernel(1, 1)
 vnni_2x32 = _microkernel(2, 1)
-
-
-@intrinsic
-def vnni_4x32(typingctx, a, a_off, a_stride, b, b_off, kg, c, c_off, c_stride):
-    """``c[r*c_stride + j] = sum_g dot4(a[r*a_stride + g], b[g*32 + j])`` (int32 wrap).
-
-    ``a``, ``b``, ``c`` are int32 arrays; offsets and strides count int32 words.
-    """
-    sig = types.void(a, types.intp, types.intp, b, types.intp, types.intp, c, types.intp, types.intp)
-
-    def codegen(context, builder, sig, args):
-        a_arr, a_off, a_str, b_arr, b_off, kg, c_arr, c_off, c_str = args
-        pa = builder.gep(context.make_array(sig.args[0])(context, builder, a_arr).data, [a_off])
-        pb = builder.gep(context.make_array(sig.args[3])(context, builder, b_arr).data, [b_off])
-        pc = builder.gep(context.make_array(sig.args[6])(context, builder, c_arr).data, [c_off])
-        mod = builder.module
-        vpdp = mod.globals.get(_VPDPBUSD)
-        if vpdp is None:
-            vpdp = ir.Function(mod, ir.FunctionType(_V16, [_V16, _V16, _V16]), _VPDPBUSD)
-        vptr = _V16.as_pointer()
-        zero = ir.Constant(_V16, None)
-        undef = ir.Constant(_V16, ir.Undefined)
-        pre = builder.block
-        fn = builder.function
-        head = fn.append_basic_block("vnni.head")
-        body = fn.append_basic_block("vnni.body")
-        done = fn.append_basic_block("vnni.done")
-        builder.branch(head)
-
-        builder.position_at_end(head)
-        g = builder.phi(_I64)
-        g.add_incoming(ir.Constant(_I64, 0), pre)
-        acc = []
-        for _ in range(2 * MR):
-            p = builder.phi(_V16)
-            p.add_incoming(zero, pre)
-            acc.append(p)
-        builder.cbranch(builder.icmp_signed("<", g, kg), body, done)
-
-        builder.position_at_end(body)
-        row0 = builder.gep(pb, [builder.mul(g, ir.Constant(_I64, NR))])
-        b0 = builder.load(builder.bitcast(row0, vptr), align=4)
-        b1 = builder.load(builder.bitcast(builder.gep(row0, [ir.Constant(_I64, 16)]), vptr), align=4)
-        new = []
-        for r in range(MR):
-            word = builder.load(builder.gep(pa, [builder.add(builder.mul(ir.Constant(_I64, r), a_str), g)]))
-            bc = builder.insert_element(undef, word, ir.Constant(_I32, 0))
-            bc = builder.shuffle_vector(bc, undef, zero)  # broadcast lane 0
-            new.append(builder.call(vpdp, [acc[2 * r], bc, b0]))
-            new.append(builder.call(vpdp, [acc[2 * r + 1], bc, b1]))
-        end = builder.block
-        g.add_incoming(builder.add(g, ir.Constant(_I64, 1)), end)
-        for p, v in zip(acc, new):
-            p.add_incoming(v, end)
-        builder.branch(head)
-
-        builder.position_at_end(done)
-        for r in range(MR):
-            for h in range(2):
-                off = builder.add(builder.mul(ir.Constant(_I64, r), c_str), ir.Constant(_I64, 16 * h))
-                builder.store(acc[2 * r + h], builder.bitcast(builder.gep(pc, [off]), vptr), align=4)
-        return context.get_dummy_value()
-
-    return sig, codegen

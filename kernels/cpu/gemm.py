@@ -84,7 +84,7 @@ def pack_activations(x):
 def _tile_vnni(a, b, c, t, mb, np_, kg):
     j = t // mb  # consecutive tiles share a weight panel
     i = t - j * mb
-    vnni_4x32(a, i * MR * kg, kg, b, j * kg * NR, kg, c, i * MR * np_ + j * NR, np_)
+    vnni_4x32(a, i * MR * kg, kg, b, j * kg * NR, 0, kg, c, i * MR * np_ + j * NR, np_)
 
 
 @njit(**CPU)
@@ -232,7 +232,7 @@ def block_vnni(a, b, c, rows, np_, kg):
     nj = np_ // NR
     for j in range(nj):
         for i in range(0, full, MR):
-            vnni_4x32(a, i * kg, kg, b, j * kg * NR, kg, c, i * np_ + j * NR, np_)
+            vnni_4x32(a, i * kg, kg, b, j * kg * NR, 0, kg, c, i * np_ + j * NR, np_)
     if full < rows:
         _rows_vnni(a, b, c, full, rows - full, np_, kg, 0, nj)
 
