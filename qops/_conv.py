@@ -215,20 +215,9 @@ def _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, 
         return _depthwise_fused(x, packed, lin, profile, nd, stride, padding, dilation, out_sp,
                                 so, zo, relu, op)
 
-    # channels-last uint8, as (N, D, H, W, C)
-    perm = (0,) + tuple(range(2, nd + 2)) + (1,)
-    if x._data.flags.c_contiguous and x._data.size:
-        # NCHW: the blocked 8x8-byte transpose (about twice numpy's speed),
-        # int8 moved to uint8 on the way
-        sp = _as3(x.shape[2:], nd, 1)
-        xs = np.empty((n,) + tuple(x.shape[2:]) + (c,), np.uint8)
-        serial = "_serial" if xs.size < _TRANSPOSE_SERIAL_BYTES else ""
-        _dispatch.run("conv.pad_channels_last" + serial, "cpu", x._data.view(np.uint8).reshape(-1), False,
-                      0x80 if x_signed else 0, 0, n, c, *sp, 0, 0, 0, xs)
-    else:
-        xs = np.ascontiguousarray(x._data.transpose(perm))
-        if x_signed:
-            xs = xs.view(np.uint8) ^ np.uint8(0x80)
+    # channels-last uint8, as (N, *spatial, C)
+    xs = _channels_last_uint8(x, nd, (0, 0, 0), 0, x._data.size < _TRANSPOSE_SERIAL_BYTES)
+    xs = xs.reshape((n,) + tuple(x.shape[2:]) + (c,))
     if padding_mode != "zeros":
         widths = [(0, 0)] + [(p, p) for p in padding] + [(0, 0)]
         xs = np.pad(xs, widths, mode=_NP_PAD[padding_mode])
@@ -305,6 +294,28 @@ def _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, 
     return QTensor._per_tensor(data, out_dtype, so, zo)
 
 
+def _channels_last_uint8(x, nd, pads, border, serial):
+    """The CPU input as a C-contiguous channels-last uint8 array ``(N, D + 2*pd,
+    H + 2*ph, W + 2*pw, C)`` with a border of ``border`` (the padded zero
+    point), int8 moved to uint8 (XOR 0x80): one copy through the blocked 8x8
+    transposes of ``pad_channels_last`` (about twice numpy's speed from NCHW).
+    An unsigned channels-last input (a conv output) without border is used as
+    it is."""
+    n, c = x.shape[:2]
+    sp = _as3(x.shape[2:], nd, 1)
+    data = x._data.view(np.uint8)
+    last = data.transpose((0,) + tuple(range(2, nd + 2)) + (1,))
+    cl = not data.flags.c_contiguous and last.flags.c_contiguous
+    if cl and x.dtype is not qint8 and not any(pads):
+        return last.reshape((n,) + sp + (c,))
+    out = np.empty((n,) + tuple(sp[i] + 2 * pads[i] for i in range(3)) + (c,), np.uint8)
+    if out.size:
+        src = (last if cl else np.ascontiguousarray(data)).reshape(-1)
+        _dispatch.run("conv.pad_channels_last" + ("_serial" if serial else ""), "cpu", src, cl,
+                      0x80 if x.dtype is qint8 else 0, border, n, c, *sp, *pads, out)
+    return out
+
+
 def _depthwise_fused(x, packed, lin, profile, nd, stride, padding, dilation, out_sp, so, zo,
                      relu, op):
     """The CPU path of :func:`_conv` for depthwise convolutions with one output
@@ -315,19 +326,14 @@ def _depthwise_fused(x, packed, lin, profile, nd, stride, padding, dilation, out
     sx, zx = x.q_scale(), x.q_zero_point()
     zxu = zx + 128 if x_signed else zx
     n, c = x.shape[:2]
-    data = x._data.view(np.uint8)
-    last = data.transpose((0,) + tuple(range(2, nd + 2)) + (1,))
-    cl = not data.flags.c_contiguous and last.flags.c_contiguous  # a conv output
-    src = (last if cl else np.ascontiguousarray(data)).reshape(-1)
     k3 = _as3(packed.kernel, nd, 1)
     s3, p3, d3 = _as3(stride, nd, 1), _as3(padding, nd, 0), _as3(dilation, nd, 1)
     o3 = _as3(out_sp, nd, 1)
     sp = _as3(x.shape[2:], nd, 1)
-    xp = np.empty((n,) + tuple(sp[i] + 2 * p3[i] for i in range(3)) + (c,), np.uint8)
     # one thread for small convolutions: a parallel launch costs tens of microseconds
-    serial = "_serial" if xp.size * int(np.prod(k3)) < _DW_SERIAL_MACS else ""
-    _dispatch.run("conv.pad_channels_last" + serial, "cpu", src, cl, 0x80 if x_signed else 0, zxu,
-                  n, c, *sp, *p3, xp)
+    padded = n * c * int(np.prod([sp[i] + 2 * p3[i] for i in range(3)]))
+    serial = "_serial" if padded * int(np.prod(k3)) < _DW_SERIAL_MACS else ""
+    xp = _channels_last_uint8(x, nd, p3, zxu, bool(serial))
     o = packed.o
     m = n * o3[0] * o3[1] * o3[2]
     out_dtype = x.dtype
