@@ -72,6 +72,9 @@ def quantize(out_dir, N=1 << 24):
         ints[profile] = q_dev
         print(profile, results[f"qops_{profile}"], flush=True)
 
+    results["breakdown_fbgemm"] = breakdown(xd, SCALE, ZP)
+    print("breakdown", results["breakdown_fbgemm"], flush=True)
+
     try:
         import torch
 
@@ -112,6 +115,53 @@ def quantize(out_dir, N=1 << 24):
     with open(f"{out_dir}/timing.json", "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results, indent=2))
+
+
+def breakdown(xd, scale, zp):
+    """Where a quantize call's time goes: the kernel alone on preallocated
+    arrays (CUDA events), the output allocation, the parameter copies, and the
+    host functions that take the most time over ``REPEAT`` whole calls."""
+    import cProfile
+    import io
+    import pstats
+
+    from qops._ops import channel_params, quantize_recipe
+    from qops.kernels.cuda import quantize as kq
+
+    n = xd.size
+    mode, nanq = quantize_recipe("fbgemm", qops.quint8, False, False)
+    s32, inv32, _s64, zpf32, zpi = channel_params(np.array([scale]), np.array([zp]))
+    params = [cuda.to_device(np.ascontiguousarray(a)) for a in (s32, inv32, zpf32, zpi)]
+    out = cuda.device_array(n, np.uint8)
+    flat = xd.reshape(n)
+
+    def kernel():
+        kq.quantize(flat, out, n, mode, *params, 0, 255, nanq)
+
+    kernel()
+    cuda.synchronize()
+    start, stop = cuda.event(), cuda.event()
+    start.record()
+    for _ in range(REPEAT):
+        kernel()
+    stop.record()
+    stop.synchronize()
+    res = {"kernel_events_s_mean": start.elapsed_time(stop) / 1e3 / REPEAT}
+    res["launch_only_s"] = best_of(kernel, cuda.synchronize)[0]
+    res["alloc_16M_s"] = best_of(lambda: cuda.device_array(n, np.uint8), cuda.synchronize)[0]
+    res["params_to_device_s"] = best_of(
+        lambda: [cuda.to_device(np.ascontiguousarray(a)) for a in (s32, inv32, zpf32, zpi)],
+        cuda.synchronize)[0]
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(REPEAT):
+        qops.quantize_per_tensor(xd, scale, zp, qops.quint8)
+    cuda.synchronize()
+    prof.disable()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(12)
+    print(text.getvalue(), flush=True)
+    return res
 
 
 def linear_conv(out_dir, M=512, K=1024, N=1024, conv_hw=56):

@@ -6,6 +6,8 @@ Every float operation whose rounding matters goes through the primitives of
 loops; the launchers return without synchronising.
 """
 
+import math
+
 import numpy as np
 from numba import cuda
 
@@ -208,9 +210,9 @@ def _softmax_kernel(x, out, outer, n, inner):
                 mx = v
         s = 0.0
         for j in range(n):
-            s += np.exp(np.float64(x[base + j * inner]) - mx)
+            s += math.exp(np.float64(x[base + j * inner]) - mx)
         for j in range(n):
-            out[base + j * inner] = np.exp(np.float64(x[base + j * inner]) - mx) / s
+            out[base + j * inner] = math.exp(np.float64(x[base + j * inner]) - mx) / s
 
 
 def softmax_axis(x, out, outer, n, inner):

@@ -58,9 +58,14 @@ _NINF = np.float32(-np.inf)
 
 @cuda.jit(**DEVICE)
 def _fmin(a, b):
-    """``llvm.minimum``: NaN if either is NaN, ``-0.0 < +0.0``."""
-    if a != a or b != b:
-        return a + b
+    """``llvm.minimum``: NaN if either is NaN, ``-0.0 < +0.0``.
+
+    A NaN operand is returned as it is: ``a + b`` would give the GPU's
+    canonical NaN (``0x7fffffff``) where the CPU keeps the input's bits."""
+    if a != a:
+        return a
+    if b != b:
+        return b
     if a < b:
         return a
     if b < a:
@@ -70,9 +75,12 @@ def _fmin(a, b):
 
 @cuda.jit(**DEVICE)
 def _fmax(a, b):
-    """``llvm.maximum``: NaN if either is NaN, ``-0.0 < +0.0``."""
-    if a != a or b != b:
-        return a + b
+    """``llvm.maximum``: NaN if either is NaN, ``-0.0 < +0.0`` (a NaN operand
+    is returned as it is, see :func:`_fmin`)."""
+    if a != a:
+        return a
+    if b != b:
+        return b
     if a > b:
         return a
     if b > a:

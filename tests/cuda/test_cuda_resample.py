@@ -101,6 +101,10 @@ def test_bilinear_nhwc_kernel_twins(rng):
 
 def test_interpolate_cuda_matches_torch(rng):
     torch = pytest.importorskip("torch")
+    if not torch.__version__.startswith("2.13."):
+        # torch 2.11.0's quantized bilinear upsampling rounds 5 of these 144
+        # values one step away from 2.13.0's (and from qops's).
+        pytest.skip(f"the oracle is torch 2.13; this is torch {torch.__version__}")
     x = ints(rng, qops.quint8, (2, 3, 4, 5))
     q, d = both(x, qops.quint8, 7)
     t = torch._make_per_tensor_quantized_tensor(torch.from_numpy(x), 0.1, 7)
