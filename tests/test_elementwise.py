@@ -74,6 +74,26 @@ def _all_pairs(dtype):
     return (np.repeat(v, v.size).astype(dtype.storage), np.tile(v, v.size).astype(dtype.storage))
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+@pytest.mark.parametrize("dtype", [qops.quint8, qops.qint8], ids=lambda d: d.name)
+def test_flat_add_mul_all_pairs_both_drivers(rng, monkeypatch, dtype, parallel):
+    """The flat 8-bit kernel (int32 vector lanes, the float32 product for mul)
+    on every (a, b) pair plus a 63-element scalar tail, on its serial and its
+    parallel driver, with zero points at the ends of the range."""
+    import qops._elementwise as E
+
+    monkeypatch.setattr(E, "_FLAT_PARALLEL_MIN", 0 if parallel else 1 << 62)
+    lo, hi = RANGE[dtype]
+    ai, bi = _all_pairs(dtype)
+    ai, bi = np.concatenate([ai, ai[:63]]), np.concatenate([bi, bi[-63:]])
+    for za, zb, zo in ((lo, hi, lo), (hi, lo, hi), (0, 3, -1 if lo < 0 else 7)):
+        s = 10 ** rng.uniform(-3, 0, 3)
+        a, b = qt(ai, dtype, s[0], za), qt(bi, dtype, s[1], zb)
+        for op in ("add", "add_relu", "mul", "mul_relu"):
+            check_same(getattr(F, op)(a, b, s[2], zo),
+                       getattr(torch.ops.quantized, op)(to_torch(a), to_torch(b), float(s[2]), zo))
+
+
 @pytest.mark.parametrize("dtype", [qops.quint8, qops.qint8], ids=lambda d: d.name)
 def test_add_all_pairs_vector_and_scalar_paths(rng, dtype):
     """Every (a, b) pair on the vector path (65536 contiguous), exact; and on the

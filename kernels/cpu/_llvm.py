@@ -3,7 +3,8 @@
 ``fma32``/``fma64`` compute ``a*b + c`` with ONE rounding (``llvm.fma``).
 LLVM guarantees the fused result on every target: with hardware FMA it is an
 instruction, without it a correctly rounded library call.  Loops using it
-vectorise to ``vfmadd``.
+vectorise to ``vfmadd``.  ``add_i32`` is a wrapping int32 addition that stays
+int32 (Numba widens ``int32 + int32`` to int64).
 """
 
 from llvmlite import ir
@@ -31,3 +32,19 @@ def fma64(typingctx, a, b, c):
     """float64 fused multiply-add: ``fl64(a*b + c)``."""
     sig = types.float64(types.float64, types.float64, types.float64)
     return sig, _fma_codegen
+
+
+def _add_i32_codegen(context, builder, sig, args):
+    return builder.add(args[0], args[1])
+
+
+@intrinsic
+def add_i32(typingctx, a, b):
+    """int32 ``a + b`` with two's-complement wraparound, as one ``add i32``.
+
+    Numba widens ``int32 + int32`` to int64; truncating afterwards gives the
+    same bits but can keep the int64 lanes in a vectorised loop (half the
+    width)."""
+    if a != types.int32 or b != types.int32:
+        return None
+    return types.int32(types.int32, types.int32), _add_i32_codegen

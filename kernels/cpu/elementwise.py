@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL
-from ._llvm import fma32, fma64
+from ._llvm import add_i32, fma32, fma64
 from .scalar import clamp_int, clamp_rint, lrint64, rne_div_exact, wrap32
 
 OP_ADD = 0
@@ -182,32 +182,47 @@ def binary_torch_parallel(op, relu, wide, a, b, out, ra, rb, ro, n0, ia, ib, io,
 
 # ------------------------------------------------------------------ flat 8-bit
 _F32_INT32_MIN = np.float32(-2147483648.0)
+_I32_MIN = np.int32(-2147483648)
+_F32_CVT_LIMIT = np.float32(2147483648.0)  # 2**31, exact in float32
 
 
 @njit(**CPU_INLINE)
 def _add_span8(relu, a, b, out, j0, j1, sa, pa, sb, pb, inv, zo, qmin, qmax):
+    # int32 lanes throughout (add_i32, int32 clamps): int64 lanes would halve
+    # the vector width LLVM picks
+    zo32 = np.int32(zo)
+    lo = np.int32(qmin)
+    hi = np.int32(qmax)
     for j in range(np.uint64(j0), np.uint64(j1)):
         c = fma32(sa, np.float32(a[j]), pa) + fma32(sb, np.float32(b[j]), pb)
         if relu:
             c = max(c, _F32_ZERO)
         t = min(max(c * inv, _F32_INT32_MIN), _F32_INT32_MAX)
-        v = np.int64(np.int32(np.rint(t)))
-        out[j] = min(max(np.int64(np.int32(v + zo)), qmin), qmax)
+        v = add_i32(np.int32(np.rint(t)), zo32)
+        v = v if v > lo else lo
+        out[j] = v if v < hi else hi
 
 
 @njit(**CPU_INLINE)
 def _mul_span8(relu, a, b, out, j0, j1, za, zb, zo, m, qmin, qmax):
-    za32 = np.int32(za)
-    zb32 = np.int32(zb)
+    # (a - za) * (b - zb) is below 2**24 in magnitude for 8-bit data, so the
+    # float32 product is torch's int32 product converted exactly
+    zaf = np.float32(za)
+    zbf = np.float32(zb)
+    zo32 = np.int32(zo)
+    lo = np.int32(qmin)
+    hi = np.int32(qmax)
     for j in range(np.uint64(j0), np.uint64(j1)):
-        t = np.float32(np.int32((np.int32(a[j]) - za32) * (np.int32(b[j]) - zb32))) * m
-        v = np.int64(np.int32(np.rint(min(max(t, _F32_INT32_MIN), _F32_INT32_MAX))))
-        if t >= _CVT_LIMIT:
-            v = np.int64(_INT32_MIN)
-        r = min(max(np.int64(np.int32(v + zo)), qmin), qmax)
+        t = ((np.float32(a[j]) - zaf) * (np.float32(b[j]) - zbf)) * m
+        v = np.int32(np.rint(min(max(t, _F32_INT32_MIN), _F32_INT32_MAX)))
+        if t >= _F32_CVT_LIMIT:
+            v = _I32_MIN
+        v = add_i32(v, zo32)
+        v = v if v > lo else lo
+        v = v if v < hi else hi
         if relu:
-            r = max(r, np.int64(zo))
-        out[j] = r
+            v = v if v > zo32 else zo32
+        out[j] = v
 
 
 @njit(**CPU_INLINE)
