@@ -16,19 +16,33 @@ PReLU has one table per weight channel (:func:`lut_channels`).
 import numpy as np
 from numba import njit, prange
 
-from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN
+from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN, STREAM_PARALLEL_MIN
 from ._llvm import fma32
+from ._avx512 import lut64, vbmi_available
 
 __all__ = ["lut_apply", "clamp_apply", "lut_channels", "erf_vec", "sleef_expm1f"]
 
 #: quint8 lanes of torch's Vectorized<quint8> on an AVX512 CPU
 VEC = 64
 
+#: Elements from which :func:`lut_channels` looks bytes up one by one in
+#: parallel (one thread does about 1.6 per nanosecond on the reference machine).
+CHANNELS_PARALLEL_MIN = 1 << 21
+
 
 @njit(**CPU_INLINE)
 def _gather(x, out, t, a, b):
     for k in range(np.uint64(a), np.uint64(b)):
         out[k] = t[x[k]]
+
+
+@njit(**CPU_INLINE)
+def _gather_vbmi(x, out, t, a, b):
+    """:func:`_gather` with 64 bytes per ``vpermi2b`` pair (AVX512-VBMI)."""
+    nv = (b - a) // 64
+    if nv > 0:
+        lut64(t, x, a, out, a, nv)
+    _gather(x, out, t, a + 64 * nv, b)
 
 
 @njit(**CPU_INLINE)
@@ -101,6 +115,39 @@ def _lut_range_plain(x, out, lut, row, start, stop):
         i = rend
 
 
+@njit(**CPU_INLINE)
+def _lut_range_vbmi(x, out, lut, row, start, stop):
+    """:func:`_lut_range_plain` through :func:`_gather_vbmi`."""
+    t0 = lut[0]
+    t1 = lut[1]
+    if row == 0:
+        _gather_vbmi(x, out, t0, start, stop)
+        return
+    i = start
+    while i < stop:
+        r0 = (i // row) * row
+        vend = min(r0 + row - row % VEC, stop)
+        rend = min(r0 + row, stop)
+        if i < vend:
+            _gather_vbmi(x, out, t0, i, vend)
+            i = vend
+        _gather(x, out, t1, i, rend)
+        i = rend
+
+
+@njit(**CPU)
+def _lut_serial_vbmi(x, out, lut, row):
+    _lut_range_vbmi(x, out, lut, row, 0, x.size)
+
+
+@njit(**CPU_PARALLEL)
+def _lut_parallel_vbmi(x, out, lut, row):
+    n = x.size
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(nchunks):
+        _lut_range_vbmi(x, out, lut, row, c * CHUNK, min(n, (c + 1) * CHUNK))
+
+
 @njit(**CPU_PARALLEL)
 def _lut_parallel(x, out, x16, out16, lut, p, row):
     n = x.size
@@ -121,10 +168,17 @@ def lut_apply(x, out, lut, row):
         first ``row - row % 64`` use ``lut[0]``, the rest ``lut[1]``; 0 means
         ``lut[0]`` everywhere.
 
-    Large inputs look two bytes up at once through a 65536-entry table.
+    With AVX512-VBMI (:func:`kernels.cpu._vbmi.vbmi_available`) the table
+    sits in four registers and 64 bytes are looked up at once; elsewhere large
+    inputs look two bytes up at once through a 65536-entry table.
     """
     n = x.size
-    if n >= PARALLEL_MIN:
+    if vbmi_available():
+        if n >= STREAM_PARALLEL_MIN:
+            _lut_parallel_vbmi(x, out, lut, row)
+        else:
+            _lut_serial_vbmi(x, out, lut, row)
+    elif n >= PARALLEL_MIN:
         h = n // 2
         _lut_parallel(x, out, x[: 2 * h].view(np.uint16), out[: 2 * h].view(np.uint16), lut,
                       _pair_table(lut[0]), row)
@@ -156,37 +210,62 @@ def _clamp_parallel(x, out, lo, hi):
 def clamp_apply(x, out, lo, hi):
     """``out = min(max(x, lo), hi)`` on flat uint8 or int8 arrays (``lo``, ``hi`` of
     the same NumPy type): relu, relu6, hardtanh and clamp, which are integer
-    selections in every torch path."""
-    if x.size >= PARALLEL_MIN:
+    selections in every torch path.  LLVM vectorises the loop, so it streams
+    at memory speed on one thread up to ``STREAM_PARALLEL_MIN`` elements."""
+    if x.size >= STREAM_PARALLEL_MIN:
         _clamp_parallel(x, out, lo, hi)
     else:
         _clamp_serial(x, out, lo, hi)
 
 
 @njit(**CPU_INLINE)
+def _channels_short(x, out, flat, offs, rowlen, o0, o1):
+    """Outer rows ``[o0, o1)`` of ``rowlen`` elements whose channel runs are
+    short (``inner`` < 64): each position reads the flat table through its
+    offset ``offs[j]``.  Unsigned indices keep Numba's negative-index wrap
+    out of the loop (it costs several times the lookup inside ``prange``)."""
+    r = np.uint64(rowlen)
+    for k in range(np.uint64(o0) * r, np.uint64(o1) * r, r):
+        for j in range(r):
+            out[k + j] = flat[offs[j] + np.uint64(x[k + j])]
+
+
+@njit(**CPU_INLINE)
 def _channels_range(x, out, tables, flat, offs, inner, o0, o1):
-    """Outer rows ``[o0, o1)``, each ``nch * inner`` elements.  Short channel
-    runs (``inner`` < 64) read the flat table through per-position offsets."""
+    """Outer rows ``[o0, o1)``, each ``nch * inner`` elements."""
     nch = tables.shape[0]
-    rowlen = nch * inner
-    k = o0 * rowlen
     if inner < 64:
-        for _ in range(o0, o1):
-            for j in range(rowlen):
-                out[k + j] = flat[offs[j] + x[k + j]]
-            k += rowlen
+        _channels_short(x, out, flat, offs, nch * inner, o0, o1)
         return
+    k = o0 * nch * inner
     for _ in range(o0, o1):
         for c in range(nch):
-            base = c * 256
-            for j in range(np.uint64(k), np.uint64(k + inner)):
-                out[j] = flat[base + x[j]]
+            _gather(x, out, tables[c], k, k + inner)
+            k += inner
+
+
+@njit(**CPU_INLINE)
+def _channels_range_vbmi(x, out, tables, flat, offs, inner, o0, o1):
+    """:func:`_channels_range` with the long runs through :func:`_gather_vbmi`."""
+    nch = tables.shape[0]
+    if inner < 64:
+        _channels_short(x, out, flat, offs, nch * inner, o0, o1)
+        return
+    k = o0 * nch * inner
+    for _ in range(o0, o1):
+        for c in range(nch):
+            _gather_vbmi(x, out, tables[c], k, k + inner)
             k += inner
 
 
 @njit(**CPU)
 def _channels_serial(x, out, tables, flat, offs, inner):
     _channels_range(x, out, tables, flat, offs, inner, 0, x.size // (inner * tables.shape[0]))
+
+
+@njit(**CPU)
+def _channels_serial_vbmi(x, out, tables, flat, offs, inner):
+    _channels_range_vbmi(x, out, tables, flat, offs, inner, 0, x.size // (inner * tables.shape[0]))
 
 
 @njit(**CPU_PARALLEL)
@@ -199,17 +278,33 @@ def _channels_parallel(x, out, tables, flat, offs, inner):
         _channels_range(x, out, tables, flat, offs, inner, c * per, min(nout, (c + 1) * per))
 
 
+@njit(**CPU_PARALLEL)
+def _channels_parallel_vbmi(x, out, tables, flat, offs, inner):
+    rowlen = inner * tables.shape[0]
+    nout = x.size // rowlen
+    per = max(1, CHUNK // rowlen)
+    nchunks = (nout + per - 1) // per
+    for c in prange(nchunks):
+        _channels_range_vbmi(x, out, tables, flat, offs, inner, c * per, min(nout, (c + 1) * per))
+
+
 def lut_channels(x, out, tables, inner):
     """``out[i] = tables[(i // inner) % nch, x[i]]`` (flat uint8 arrays of a
     multiple of ``nch * inner`` elements; ``tables`` is ``(nch, 256)`` uint8):
-    prelu, one table per weight channel."""
+    prelu, one table per weight channel.
+
+    Runs of 64 or more elements of one channel go through the VBMI lookup
+    where the CPU has it; shorter runs look every byte up on its own, in
+    parallel from ``CHANNELS_PARALLEL_MIN`` elements."""
     nch = tables.shape[0]
     flat = tables.reshape(-1)
-    offs = ((np.arange(nch * inner if inner < 64 else 1) // inner) * 256).astype(np.intp)
-    if x.size >= PARALLEL_MIN:
-        _channels_parallel(x, out, tables, flat, offs, inner)
+    offs = ((np.arange(nch * inner if inner < 64 else 1) // inner) * 256).astype(np.uint64)
+    long_runs = inner >= 64
+    vbmi = long_runs and vbmi_available()
+    if x.size >= (STREAM_PARALLEL_MIN if vbmi else CHANNELS_PARALLEL_MIN):
+        (_channels_parallel_vbmi if vbmi else _channels_parallel)(x, out, tables, flat, offs, inner)
     else:
-        _channels_serial(x, out, tables, flat, offs, inner)
+        (_channels_serial_vbmi if vbmi else _channels_serial)(x, out, tables, flat, offs, inner)
 
 
 # --------------------------------------------------------------------------
