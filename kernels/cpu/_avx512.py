@@ -6,6 +6,9 @@ zmm registers, indexed by the low 7 bits of the index byte.  Two of them
 (table bytes 0-127 and 128-255) and a select on the index's top bit look up
 64 bytes in four instructions, with the table in registers: the lookup runs
 at memory speed, where a scalar loop does one load per byte.
+* :func:`permute64` (AVX512-VBMI): one ``vpermb`` per 64 bytes, the same
+  byte permutation within every 64-byte block (channel shuffle of a
+  channels-last tensor whose channel count divides 64).
 * :func:`minmax64` (AVX512F): ``vminps`` / ``vmaxps`` over float32 data on
   four pairs of accumulators, with a flag for NaN.  ``vminps`` is not
   ``llvm.minimum`` (it returns its second operand for NaN and for two zeros),
@@ -26,7 +29,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["vbmi_available", "avx512_available", "lut64", "minmax64"]
+__all__ = ["vbmi_available", "avx512_available", "lut64", "permute64", "minmax64"]
 
 _I1 = ir.IntType(1)
 _I8 = ir.IntType(8)
@@ -37,6 +40,7 @@ _V64 = ir.VectorType(_I8, 64)
 _VF = ir.VectorType(_F32, 16)
 _VB = ir.VectorType(_I1, 16)
 _VPERMI2B = "llvm.x86.avx512.vpermi2var.qi.512"
+_VPERMB = "llvm.x86.avx512.permvar.qi.512"
 _VMINPS = "llvm.x86.avx512.min.ps.512"
 _VMAXPS = "llvm.x86.avx512.max.ps.512"
 
@@ -124,6 +128,49 @@ def lut64(typingctx, t, x, x_off, out, out_off, nvec):
             return None
     sig = types.void(t, x, types.intp, out, types.intp, types.intp)
     return sig, _lut64_codegen
+
+
+def _permute64_codegen(context, builder, sig, args):
+    x_arr, x_off, o_arr, o_off, nvec, idx_arr = args
+    px = builder.gep(context.make_array(sig.args[0])(context, builder, x_arr).data, [x_off])
+    po = builder.gep(context.make_array(sig.args[2])(context, builder, o_arr).data, [o_off])
+    pi = context.make_array(sig.args[5])(context, builder, idx_arr).data
+    perm = _intrinsic_fn(builder.module, _VPERMB, ir.FunctionType(_V64, [_V64, _V64]))
+    vptr = _V64.as_pointer()
+    idx = builder.load(builder.bitcast(pi, vptr), align=1)
+
+    pre = builder.block
+    fn = builder.function
+    head = fn.append_basic_block("permute64.head")
+    body = fn.append_basic_block("permute64.body")
+    done = fn.append_basic_block("permute64.done")
+    builder.branch(head)
+
+    builder.position_at_end(head)
+    i = builder.phi(_I64)
+    i.add_incoming(ir.Constant(_I64, 0), pre)
+    builder.cbranch(builder.icmp_signed("<", i, nvec), body, done)
+
+    builder.position_at_end(body)
+    off = builder.mul(i, ir.Constant(_I64, 64))
+    v = builder.load(builder.bitcast(builder.gep(px, [off]), vptr), align=1)
+    builder.store(builder.call(perm, [v, idx]), builder.bitcast(builder.gep(po, [off]), vptr), align=1)
+    i.add_incoming(builder.add(i, ir.Constant(_I64, 1)), builder.block)
+    builder.branch(head)
+
+    builder.position_at_end(done)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def permute64(typingctx, x, x_off, out, out_off, nvec, idx):
+    """``out[out_off + 64*v + j] = x[x_off + 64*v + idx[j]]`` for ``v < nvec``,
+    ``j < 64`` (``idx``: 64 uint8 values below 64).  Contiguous uint8 arrays,
+    offsets in bytes, no bounds checks."""
+    for a in (x, out, idx):
+        if not (isinstance(a, types.Array) and a.dtype == types.uint8 and a.layout == "C"):
+            return None
+    return types.void(x, types.intp, out, types.intp, types.intp, idx), _permute64_codegen
 
 
 #: float32 lanes per iteration of :func:`minmax64` (four zmm registers)

@@ -39,6 +39,7 @@ measured on an AVX512 machine); ``s`` is the window sum minus ``size * zp``
     ``rne(fl(fl(fl(s) * m) + fl(zp)))``, clamped.
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -140,13 +141,13 @@ def _avg_one(mode, s, t, d, m, vec, zp, zpf, qmin, qmax):
 
 
 @njit(**CPU)
-def _max_nc_plane(x, out, p, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
+def _max_nc_plane(x, out, p, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest, hm):
+    """Plane ``p``; ``hm`` is scratch of shape ``(D, H, oW)``."""
     xp = x[p]
     op = out[p]
     d_, h_ = x.shape[1], x.shape[2]
     od, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     # maxima along W first (max is separable)
-    hm = np.empty((d_, h_, ow), x.dtype)
     for i in range(d_):
         for j in range(h_):
             xrow = xp[i, j]
@@ -170,20 +171,28 @@ def _max_nc_plane(x, out, p, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, low
 
 
 @njit(**CPU)
-def _max_nc_serial(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
+def _max_nc_serial(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest, items):
+    hm = np.empty((x.shape[1], x.shape[2], out.shape[3]), x.dtype)
     for p in range(x.shape[0]):
-        _max_nc_plane(x, out, p, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest)
+        _max_nc_plane(x, out, p, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest, hm)
 
 
 @njit(**CPU_PARALLEL)
-def _max_nc_par(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
-    for p in prange(x.shape[0]):
-        _max_nc_plane(x, out, p, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest)
+def _max_nc_par(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest, items):
+    # one scratch per work item, not per plane: allocating large blocks from
+    # several threads at once serialises them on the kernel's memory map
+    planes = x.shape[0]
+    per = (planes + items - 1) // items
+    for t in prange((planes + per - 1) // per):
+        hm = np.empty((x.shape[1], x.shape[2], out.shape[3]), x.dtype)
+        for p in range(t * per, min(planes, (t + 1) * per)):
+            _max_nc_plane(x, out, p, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest, hm)
 
 
 @njit(**CPU)
 def _avg_nc_plane(x, out, p, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
-                  cip, divisor, mode, cvec, nch, zp, qmin, qmax):
+                  cip, divisor, mode, cvec, nch, zp, qmin, qmax, hs):
+    """Plane ``p``; ``hs`` is int64 scratch of shape ``(D, H, oW)``."""
     zpf = np.float32(zp)
     vec = (p % nch) < cvec
     xp = x[p]
@@ -191,7 +200,6 @@ def _avg_nc_plane(x, out, p, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, e
     d_, h_ = x.shape[1], x.shape[2]
     od, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     # window sums along W first (integer sums are exact in any order)
-    hs = np.empty((d_, h_, ow), np.int64)
     for i in range(d_):
         for j in range(h_):
             xrow = xp[i, j]
@@ -229,18 +237,23 @@ def _avg_nc_plane(x, out, p, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, e
 
 @njit(**CPU)
 def _avg_nc_serial(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
-                   cip, divisor, mode, cvec, nch, zp, qmin, qmax):
+                   cip, divisor, mode, cvec, nch, zp, qmin, qmax, items):
+    hs = np.empty((x.shape[1], x.shape[2], out.shape[3]), np.int64)
     for p in range(x.shape[0]):
         _avg_nc_plane(x, out, p, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
-                      cip, divisor, mode, cvec, nch, zp, qmin, qmax)
+                      cip, divisor, mode, cvec, nch, zp, qmin, qmax, hs)
 
 
 @njit(**CPU_PARALLEL)
 def _avg_nc_par(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
-                cip, divisor, mode, cvec, nch, zp, qmin, qmax):
-    for p in prange(x.shape[0]):
-        _avg_nc_plane(x, out, p, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
-                      cip, divisor, mode, cvec, nch, zp, qmin, qmax)
+                cip, divisor, mode, cvec, nch, zp, qmin, qmax, items):
+    planes = x.shape[0]
+    per = (planes + items - 1) // items
+    for t in prange((planes + per - 1) // per):
+        hs = np.empty((x.shape[1], x.shape[2], out.shape[3]), np.int64)
+        for p in range(t * per, min(planes, (t + 1) * per)):
+            _avg_nc_plane(x, out, p, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
+                          cip, divisor, mode, cvec, nch, zp, qmin, qmax, hs)
 
 
 # --------------------------------------------------------------------------
@@ -384,11 +397,16 @@ def _big(x, out):
     return max(x.size, out.size) >= PARALLEL_MIN
 
 
+def _items():
+    """Work items of the planes-first drivers: a few per thread."""
+    return 4 * numba.get_num_threads()
+
+
 def max_pool_nc(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
     """Max pooling, planes first: ``out[p, a, b, c]`` is the largest tap of
     window ``(a, b, c)`` (``lowest`` for a window without taps)."""
     f = _max_nc_par if _big(x, out) and x.shape[0] > 1 else _max_nc_serial
-    f(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest)
+    f(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest, _items())
 
 
 def max_pool_cl(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
@@ -410,7 +428,7 @@ def avg_pool_nc(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
     """
     f = _avg_nc_par if _big(x, out) and x.shape[0] > 1 else _avg_nc_serial
     f(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
-      cip, divisor, mode, cvec, nch, zp, qmin, qmax)
+      cip, divisor, mode, cvec, nch, zp, qmin, qmax, _items())
 
 
 def avg_pool_cl(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,

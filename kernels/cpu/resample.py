@@ -41,7 +41,8 @@ differ in where the products are fused, as torch's compiled code fuses them:
 import numpy as np
 from numba import njit, prange
 
-from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN
+from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN, STREAM_PARALLEL_MIN
+from ._avx512 import permute64, vbmi_available
 from ._llvm import fma32
 
 __all__ = ["nearest", "bilinear_nchw", "bilinear_nhwc", "bilinear_reference", "channel_shuffle"]
@@ -306,9 +307,48 @@ def _shuffle_par(x, out, step):
         _shuffle_rows(x, out, t * step, min(rows, (t + 1) * step))
 
 
+@njit(**CPU)
+def _shuffle_vbmi(xf, of, idx, nvec):
+    permute64(xf, 0, of, 0, nvec, idx)
+
+
+@njit(**CPU_PARALLEL)
+def _shuffle_vbmi_par(xf, of, idx, nvec):
+    step = CHUNK // 64
+    for t in prange((nvec + step - 1) // step):
+        v0 = t * step
+        permute64(xf, v0 * 64, of, v0 * 64, min(step, nvec - v0), idx)
+
+
+def _shuffle_index(groups, cg):
+    """The ``vpermb`` index of a channels-last shuffle: 64 bytes hold
+    ``64 // C`` whole pixels of ``C = groups * cg`` channels, and output
+    channel ``c * groups + g`` of a pixel is its input channel ``g * cg + c``."""
+    c = groups * cg
+    j = np.arange(64)
+    cout = j % c
+    return ((j // c) * c + (cout % groups) * cg + cout // groups).astype(np.uint8)
+
+
 def channel_shuffle(x, out):
-    """``out[b, cg, g, :] = x[b, g, cg, :]``: the transpose of the group axes."""
+    """``out[b, cg, g, :] = x[b, g, cg, :]``: the transpose of the group axes.
+
+    Channels-last data (the last axis of size 1) whose channel count divides
+    64 is permuted 64 bytes at a time with ``vpermb`` where the CPU has
+    AVX512-VBMI; the pixels after the last whole 64 bytes, and every other
+    shape, are copied element by element."""
     rows = out.shape[0] * out.shape[1]
+    c = x.shape[1] * x.shape[2]
+    if (x.shape[3] == 1 and 64 % c == 0 and x.dtype == np.uint8 and x.flags.c_contiguous
+            and out.flags.c_contiguous and vbmi_available()):
+        nvec = x.size // 64
+        idx = _shuffle_index(x.shape[1], x.shape[2])
+        xf, of = x.reshape(-1), out.reshape(-1)
+        (_shuffle_vbmi_par if x.size >= STREAM_PARALLEL_MIN else _shuffle_vbmi)(xf, of, idx, nvec)
+        done = nvec * 64 // c  # whole pixels handled (rows of the output: pixels * cg)
+        if done < x.shape[0]:
+            _shuffle_rows(x[done:], out[done:], 0, (x.shape[0] - done) * out.shape[1])
+        return
     if out.size >= PARALLEL_MIN:
         _shuffle_par(x, out, _chunks(rows, out.shape[2] * out.shape[3]))
     elif rows:
