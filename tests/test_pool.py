@@ -390,3 +390,35 @@ def test_invalid_geometry_like_torch(rng, call):
         call(F, t)
     with pytest.raises(ValueError):
         call(QF, q)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_parallel_and_serial_drivers_agree(rng, monkeypatch, layout):
+    """Every pooling kernel's parallel driver (several planes or row blocks
+    per work item, one scratch per item) gives the serial driver's bytes."""
+    from qops.kernels.cpu import pool as P
+
+    cases = [
+        (lambda x: qops.functional.max_pool2d(x, 3, 2, 1), (3, 5, 17, 19)),
+        (lambda x: qops.functional.avg_pool2d(x, 3, 1, 1), (2, 6, 15, 13)),
+        (lambda x: qops.functional.avg_pool2d(x, 2, ceil_mode=True, count_include_pad=False), (2, 3, 9, 11)),
+        (lambda x: qops.functional.adaptive_avg_pool2d(x, (3, 5)), (2, 7, 23, 29)),
+        (lambda x: qops.functional.avg_pool3d(x, 2, divisor_override=3), (2, 5, 6, 7, 9)),
+        (lambda x: qops.functional.adaptive_avg_pool3d(x, (2, 3, 4)), (1, 6, 7, 9, 11)),
+    ]
+    for dtype in (qops.quint8, qops.qint32):  # int32 and int64 window sums
+        for fn, shape in cases:
+            lo, hi = (-5000, 5000) if dtype is qops.qint32 else (dtype.qmin, dtype.qmax)
+            a = rng.integers(lo, hi + 1, shape).astype(dtype.storage)
+            if layout == "nhwc":
+                perm = (0,) + tuple(range(2, len(shape))) + (1,)
+                inv = (0, len(shape) - 1) + tuple(range(1, len(shape) - 1))
+                x = qops.make_per_tensor_qtensor(np.ascontiguousarray(a.transpose(perm)), 0.1, 3,
+                                                 dtype).permute(inv)
+            else:
+                x = qops.make_per_tensor_qtensor(a, 0.1, 3, dtype)
+            monkeypatch.setattr(P, "POOL_PARALLEL_WORK", 1 << 62)
+            serial = fn(x).int_repr()
+            monkeypatch.setattr(P, "POOL_PARALLEL_WORK", 0)
+            parallel = fn(x).int_repr()
+            np.testing.assert_array_equal(parallel, serial)
