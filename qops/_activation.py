@@ -28,7 +28,7 @@ from fractions import Fraction
 import numpy as np
 
 from . import _dispatch
-from ._device import is_cuda_array
+from ._device import is_cuda_array, params_to_device
 from ._validate import check_scale, check_zero_point
 from .dtypes import per_tensor_affine, per_tensor_symmetric, qint8, qint32, quint8
 from .numerics import resolve_numerics
@@ -295,7 +295,7 @@ def _launch(x, kernel, args, so, zo):
 
         out = cuda.device_array(n, store)
         if n:
-            dev = tuple(cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in args(run))
+            dev = tuple(params_to_device(a)[0] if isinstance(a, np.ndarray) else a for a in args(run))
             _dispatch.run(f"activation.{kernel}", "cuda", data.reshape(n).view(view),
                           out.view(view), *dev)
         return QTensor._per_tensor(out.reshape(shape), dtype, so, zo)

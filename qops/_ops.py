@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _dispatch
-from ._device import device_of, is_cuda_array
+from ._device import device_of, is_cuda_array, params_to_device
 from ._qparams import choose_qparams
 from ._recipes import (
     channel_params,
@@ -84,9 +84,7 @@ def _size(shape):
 
 def _params_to_device(device, *arrays):
     if device == "cuda":
-        from numba import cuda
-
-        return tuple(cuda.to_device(np.ascontiguousarray(a)) for a in arrays)
+        return params_to_device(*arrays)
     return arrays
 
 

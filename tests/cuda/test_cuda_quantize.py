@@ -491,3 +491,23 @@ def test_throughput_smoke(rng, monkeypatch):
     assert_same_qtensor(q, q_cpu)
     assert_f32_bits_equal(y, q_cpu.dequantize())
     assert elapsed < 5.0, f"quantize + dequantize of 16M values took {elapsed:.2f} s on the GPU"
+
+
+def test_params_to_device_caches_small_arrays_by_content(monkeypatch):
+    from qops import _device
+
+    monkeypatch.setattr(_device, "_PARAM_CACHE", None)
+    monkeypatch.setattr(_device, "_PARAM_CACHE_SIZE", 3)
+    a = np.array([0.5, 0.25], np.float32)
+    (d1,) = _device.params_to_device(a)
+    (d2,) = _device.params_to_device(a.copy())
+    assert d1 is d2  # equal bytes: one device copy
+    np.testing.assert_array_equal(d1.copy_to_host(), a)
+    (d3,) = _device.params_to_device(a.astype(np.float64))  # same values, other dtype
+    assert d3 is not d1 and d3.copy_to_host().dtype == np.float64
+    for k in range(3):  # evicts the oldest entries
+        _device.params_to_device(np.array([k], np.int64))
+    (d4,) = _device.params_to_device(a)
+    assert d4 is not d1
+    big = np.zeros(_device._PARAM_MAX_BYTES // 4 + 1, np.float32)
+    assert _device.params_to_device(big)[0] is not _device.params_to_device(big)[0]
