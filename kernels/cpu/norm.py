@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CPU_INLINE, CPU_PARALLEL
-from ._llvm import fma32
+from ._llvm import add_i32, fma32
 
 __all__ = [
     "layer_norm",
@@ -45,6 +45,10 @@ __all__ = [
 
 _CVT_MAX = 2147483520.0  # the largest float32 below 2**31 (torch's clip before cvtps2dq)
 _TWO31 = 2147483648.0
+_F32_CVT_MAX = np.float32(_CVT_MAX)
+_F32_NTWO31 = np.float32(-_TWO31)
+#: Elements per int32 partial sum of squares (255**2 * 32768 < 2**31).
+_SUM_BLOCK = 32768
 _TWO63 = 9223372036854775808.0
 
 
@@ -82,6 +86,26 @@ def quant_vec(y, inv, zp, qmin, qmax):
         t = np.float32(-_TWO31)
     r = np.int64(np.rint(t))
     return _clamp(np.int64(np.int32(r + zp)), qmin, qmax)
+
+
+@njit(**CPU_INLINE)
+def quant_vec32(y, inv, zp32, lo32, hi32):
+    """:func:`quant_vec` in int32 lanes (``zp32``, ``lo32``, ``hi32`` int32):
+    the same bits, in a loop LLVM vectorises at full width."""
+    t = np.float32(y * inv)
+    t = t if t <= _F32_CVT_MAX else _F32_CVT_MAX  # NaN too
+    t = t if t >= _F32_NTWO31 else _F32_NTWO31
+    v = add_i32(np.int32(np.rint(t)), zp32)
+    v = v if v > lo32 else lo32
+    return v if v < hi32 else hi32
+
+
+@njit(**CPU_INLINE)
+def _value32(b, sgn):
+    """:func:`_value` as int32."""
+    if sgn:
+        return np.int32(np.int32(b ^ np.uint8(0x80)) - np.int32(128))
+    return np.int32(b)
 
 
 @njit(**CPU_INLINE)
@@ -131,13 +155,19 @@ def row_stats(s, ss, n, xzpf, xs, eps):
 
 @njit(**CPU_INLINE)
 def _int_sums(x, lo, hi, sgn):
-    """Exact sums of the values and their squares (int64)."""
+    """Exact sums of the values and their squares (int64), from int32
+    partial sums over blocks of ``_SUM_BLOCK`` elements (int32 lanes)."""
     s = np.int64(0)
     ss = np.int64(0)
-    for i in range(np.uint64(lo), np.uint64(hi)):
-        v = _value(x[i], sgn)
-        s += v
-        ss += v * v
+    for b0 in range(lo, hi, _SUM_BLOCK):
+        s32 = np.int32(0)
+        ss32 = np.int32(0)
+        for i in range(np.uint64(b0), np.uint64(min(b0 + _SUM_BLOCK, hi))):
+            v = _value32(x[i], sgn)
+            s32 = add_i32(s32, v)
+            ss32 = add_i32(ss32, np.int32(v * v))
+        s += s32
+        ss += ss32
     return s, ss
 
 
@@ -152,6 +182,7 @@ def layer_norm(x, sgn, m_rows, n, gamma, beta, xs, xzp, eps, inv, yzp, qmin, qma
     elementwise affine; torch's missing weight/bias act as ones/zeros)."""
     xzpf = np.float32(xzp)
     yzpf = np.float32(yzp)
+    yzp32, lo32, hi32 = np.int32(yzp), np.int32(qmin), np.int32(qmax)
     a_end = _vec_end(n)
     for r in prange(m_rows):
         base = r * n
@@ -160,9 +191,9 @@ def layer_norm(x, sgn, m_rows, n, gamma, beta, xs, xzp, eps, inv, yzp, qmin, qma
         xr = x[base:base + n]
         yr = out[base:base + n]
         for k in range(np.uint64(0), np.uint64(a_end)):
-            d = np.float32(_value(xr[k], sgn) - xzp)
+            d = np.float32(_value32(xr[k], sgn)) - xzpf
             y = fma32(np.float32(np.float32(d - mean) * rstd), gamma[k], beta[k])
-            yr[k] = np.uint8(quant_vec(y, inv, yzp, qmin, qmax) & 0xFF)
+            yr[k] = np.uint8(quant_vec32(y, inv, yzp32, lo32, hi32) & 0xFF)
         for k in range(np.uint64(a_end), np.uint64(n)):
             d = np.float32(_value(xr[k], sgn) - xzp)
             y = fma32(np.float32(np.float32(d - mean) * rstd), gamma[k], beta[k])
@@ -178,6 +209,7 @@ def group_norm_nchw(x, sgn, rows, groups, cpg, hw, gamma, beta, xs, xzp, eps, in
     n = cpg * hw
     xzpf = np.float32(xzp)
     nch = groups * cpg
+    yzp32, lo32, hi32 = np.int32(yzp), np.int32(qmin), np.int32(qmax)
     for r in prange(rows):
         base = r * n
         s, ss = _int_sums(x, base, base + n, sgn)
@@ -189,9 +221,9 @@ def group_norm_nchw(x, sgn, rows, groups, cpg, hw, gamma, beta, xs, xzp, eps, in
             xr = x[base + c * hw:base + c * hw + hw]
             yr = out[base + c * hw:base + c * hw + hw]
             for i in range(np.uint64(0), np.uint64(hw)):
-                d = np.float32(_value(xr[i], sgn) - xzp)
+                d = np.float32(_value32(xr[i], sgn)) - xzpf
                 y = fma32(np.float32(d - mean), gp, b)
-                yr[i] = np.uint8(quant_vec(y, inv, yzp, qmin, qmax) & 0xFF)
+                yr[i] = np.uint8(quant_vec32(y, inv, yzp32, lo32, hi32) & 0xFF)
 
 
 @njit(**CPU_INLINE)
@@ -211,9 +243,11 @@ def _nhwc_apply_span(x, sgn, lo, c0, cnt, sc, bi, xzp, inv, yzp, yzpf, qmin, qma
     a_end = np.uint64(_vec_end(cnt))
     xo = np.uint64(lo)
     po = np.uint64(c0)
+    xzpf = np.float32(xzp)
+    yzp32, lo32, hi32 = np.int32(yzp), np.int32(qmin), np.int32(qmax)
     for d in range(np.uint64(0), a_end):
-        y = fma32(np.float32(_value(x[xo + d], sgn) - xzp), sc[po + d], bi[po + d])
-        out[xo + d] = np.uint8(quant_vec(y, inv, yzp, qmin, qmax) & 0xFF)
+        y = fma32(np.float32(_value32(x[xo + d], sgn)) - xzpf, sc[po + d], bi[po + d])
+        out[xo + d] = np.uint8(quant_vec32(y, inv, yzp32, lo32, hi32) & 0xFF)
     for d in range(a_end, np.uint64(cnt)):
         y = fma32(np.float32(_value(x[xo + d], sgn) - xzp), sc[po + d], bi[po + d])
         out[xo + d] = np.uint8(quant_scalar(y, inv, yzpf, qmin, qmax) & 0xFF)
@@ -270,9 +304,9 @@ def group_norm_nhwc_sums(x, sgn, bs, hw, c, nthreads, buf):
             for pix in range(p0, p1):
                 base = pix * cu
                 for ch in range(np.uint64(0), cu):
-                    v = _value(x[base + ch], sgn)
+                    v = _value32(x[base + ch], sgn)
                     s1[ch] = np.float32(s1[ch] + np.float32(v))
-                    s2[ch] = np.float32(s2[ch] + np.float32(v * v))
+                    s2[ch] = np.float32(s2[ch] + np.float32(np.int32(v * v)))
 
 
 @njit(**CPU_PARALLEL)
