@@ -482,3 +482,22 @@ def test_equal_agrees_with_torch(rng):
     with peer.quiet():
         assert torch.equal(ta.t(), ta.t().contiguous())
     assert qa.transpose(0, 1).equal(qa.transpose(0, 1).contiguous())
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_fast_quantize_dequantize_drivers(monkeypatch, parallel):
+    """The vectorised per-tensor quantize and 8-bit dequantize on their serial
+    and parallel drivers, against torch, on lengths that end mid-chunk."""
+    from qops.kernels.cpu import quantize as Q
+
+    monkeypatch.setattr(Q, "FAST_PARALLEL_MIN", 0 if parallel else 1 << 62)
+    rng = np.random.default_rng(11)
+    for n in (1, 1000, 3 * Q.CHUNK + 17):
+        x = (rng.standard_normal(n) * 3).astype(np.float32)
+        x[: n // 7] = ((rng.integers(-200, 200, n // 7) + 0.5) * np.float32(0.05)).astype(np.float32)
+        for dtype, tdt, zp in ((qops.quint8, torch.quint8, 128), (qops.qint8, torch.qint8, -3)):
+            q = qops.quantize_per_tensor(x, 0.05, zp, dtype)
+            t = torch.quantize_per_tensor(torch.from_numpy(x), 0.05, zp, tdt)
+            np.testing.assert_array_equal(q.int_repr(), t.int_repr().numpy())
+            np.testing.assert_array_equal(qops.dequantize(q).view(np.uint32),
+                                          t.dequantize().numpy().view(np.uint32))

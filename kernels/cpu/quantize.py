@@ -99,10 +99,10 @@ def _quantize_span(x, out, lo, hi, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
 @njit(**CPU)
 def _dequantize_span(q, out, lo, hi, mode, s, s64, zpf, zpi):
     if mode == DQ_TORCH_TENSOR and q.itemsize == 1:
-        # 8-bit q - zp never wraps: a plain vectorisable loop
-        z = np.int32(zpi)
+        # 8-bit q - zp is exact in float32: a loop in float32 lanes
+        zf = np.float32(zpi)
         for i in range(np.uint64(lo), np.uint64(hi)):
-            out[i] = np.float32(np.int32(q[i]) - z) * s
+            out[i] = (np.float32(q[i]) - zf) * s
     else:
         for i in range(lo, hi):
             out[i] = dequantize_one(mode, q[i], s, s64, zpf, zpi)
@@ -302,6 +302,13 @@ def _gather_par(q, out, inner, nch, table, offset):
         _gather_range(q, out, t * CHUNK, min(n, (t + 1) * CHUNK), inner, nch, table, offset)
 
 
+#: Elements from which the vectorised quantize (``Q_FMA``) and 8-bit
+#: dequantize loops run in parallel.  Measured on the reference machine: one
+#: thread quantizes 4M float32 in 0.40 ms against 0.53 ms on two (waking the
+#: workqueue layer's threads costs 0.1-0.3 ms), 16M in 2.7 ms against 1.9.
+FAST_PARALLEL_MIN = 1 << 23
+
+
 def _byte_table(q, nch, out_dtype):
     """Every possible input byte, ``nch`` rows of 256, and the table to fill."""
     offset = -128 if q.dtype == np.int8 else 0
@@ -326,7 +333,7 @@ def quantize(x, out, inner, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
     ``s``/``inv``/``zpf`` are float32 arrays, ``zpi`` int64, one entry per
     channel; ``mode`` is a ``Q_*`` code from ``kernels.modes``.
     """
-    if x.size >= PARALLEL_MIN:
+    if x.size >= (FAST_PARALLEL_MIN if mode == Q_FMA else PARALLEL_MIN):
         _quantize_par(x, out, inner, s.size, mode, s, inv, zpf, zpi, qmin, qmax, nanq)
     else:
         _quantize_range(x, out, 0, x.size, inner, s.size, mode, s, inv, zpf, zpi, qmin, qmax, nanq)
@@ -346,7 +353,7 @@ def dequantize(q, out, inner, mode, s, s64, zpf, zpi):
         levels, table, offset = _byte_table(q, nch, out.dtype)
         _dequantize_range(levels, table, 0, levels.size, 256, nch, mode, s, s64, zpf, zpi)
         _gather(q, out, inner, nch, table, offset)
-    elif q.size >= PARALLEL_MIN:
+    elif q.size >= (FAST_PARALLEL_MIN if mode == DQ_TORCH_TENSOR and q.itemsize == 1 else PARALLEL_MIN):
         _dequantize_par(q, out, inner, nch, mode, s, s64, zpf, zpi)
     else:
         _dequantize_range(q, out, 0, q.size, inner, nch, mode, s, s64, zpf, zpi)
