@@ -101,10 +101,19 @@ def _nearest_par(x, di, hi, wi, out, step):
         _nearest_rows(x, di, hi, wi, out, t * step, min(rows, (t + 1) * step))
 
 
+#: Output bytes from which a channels-last nearest copy runs in parallel
+#: (measured: 1M in 0.05 ms on one thread, 0.1 ms or more on two; 16M in
+#: 0.86 ms on one, 0.66 on two).
+NEAREST_CL_PARALLEL_MIN = 1 << 23
+
+
 def nearest(x, di, hi, wi, out):
-    """``out[b, od, oh, ow, :] = x[b, di[od], hi[oh], wi[ow], :]``."""
+    """``out[b, od, oh, ow, :] = x[b, di[od], hi[oh], wi[ow], :]``.
+
+    Channels-last copies (16 or more channels) are runs of vector loads and
+    stores: one thread up to ``NEAREST_CL_PARALLEL_MIN`` output bytes."""
     rows = out.shape[0] * out.shape[1] * out.shape[2]
-    if out.size >= PARALLEL_MIN:
+    if out.size >= (NEAREST_CL_PARALLEL_MIN if x.shape[4] >= 16 else PARALLEL_MIN):
         _nearest_par(x, di, hi, wi, out, _chunks(rows, out.shape[3] * out.shape[4]))
     elif rows:
         _nearest_rows(x, di, hi, wi, out, 0, rows)
