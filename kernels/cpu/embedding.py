@@ -125,32 +125,33 @@ def rowwise_minmax(x, mn, mx):
     R, C = x.shape
     nv = (C // VLEN) * VLEN
     for r in prange(R):
+        xr = x[r]  # a row view and unsigned columns: no negative-index checks
         # the 8 lanes as scalars (registers): lane l holds columns l, l+8, ...
         a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _FLT_MAX
         b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = -_FLT_MAX
-        for c0 in range(0, nv, VLEN):
-            v = x[r, c0]
+        for c0 in range(np.uint64(0), np.uint64(nv), np.uint64(VLEN)):
+            v = xr[c0]
             a0 = a0 if a0 < v else v
             b0 = b0 if b0 > v else v
-            v = x[r, c0 + 1]
+            v = xr[c0 + np.uint64(1)]
             a1 = a1 if a1 < v else v
             b1 = b1 if b1 > v else v
-            v = x[r, c0 + 2]
+            v = xr[c0 + np.uint64(2)]
             a2 = a2 if a2 < v else v
             b2 = b2 if b2 > v else v
-            v = x[r, c0 + 3]
+            v = xr[c0 + np.uint64(3)]
             a3 = a3 if a3 < v else v
             b3 = b3 if b3 > v else v
-            v = x[r, c0 + 4]
+            v = xr[c0 + np.uint64(4)]
             a4 = a4 if a4 < v else v
             b4 = b4 if b4 > v else v
-            v = x[r, c0 + 5]
+            v = xr[c0 + np.uint64(5)]
             a5 = a5 if a5 < v else v
             b5 = b5 if b5 > v else v
-            v = x[r, c0 + 6]
+            v = xr[c0 + np.uint64(6)]
             a6 = a6 if a6 < v else v
             b6 = b6 if b6 > v else v
-            v = x[r, c0 + 7]
+            v = xr[c0 + np.uint64(7)]
             a7 = a7 if a7 < v else v
             b7 = b7 if b7 > v else v
         # std::min / std::max over the lanes in order, then over the tail
@@ -172,8 +173,8 @@ def rowwise_minmax(x, mn, mx):
         b = b5 if b < b5 else b
         b = b6 if b < b6 else b
         b = b7 if b < b7 else b
-        for c in range(nv, C):
-            v = x[r, c]
+        for c in range(np.uint64(nv), np.uint64(C)):
+            v = xr[c]
             a = v if v < a else a
             b = v if b < v else b
         mn[r] = a
@@ -186,6 +187,14 @@ def _cvt32(v):
     r = np.rint(v)
     ok = r > np.float32(-2147483904.0) and r < np.float32(2147483648.0)
     return np.int64(np.int32(r if ok else np.float32(-2147483648.0)))
+
+
+@njit(**CPU_INLINE)
+def _cvt32_i32(v):
+    """:func:`_cvt32` as an int32 (a select LLVM vectorises)."""
+    r = np.rint(v)
+    ok = r > np.float32(-2147483904.0) and r < np.float32(2147483648.0)
+    return np.int32(r if ok else np.float32(-2147483648.0))
 
 
 @njit(**CPU_INLINE)
@@ -224,29 +233,40 @@ def quantize_rows(x, mn, inv, bits, out):
     per = 8 // bits
     nb = (C + per - 1) // per
     nchunks = (R + _ROWS - 1) // _ROWS
+    qmax32 = np.int32(qmax)
+    zero32 = np.int32(0)
     for ch in prange(nchunks):
         q = np.empty(C, dtype=np.uint8)
         for r in range(ch * _ROWS, min(R, (ch + 1) * _ROWS)):
             m = mn[r]
             s = inv[r]
-            for c in range(nsat):
-                q[c] = np.uint8(min(_sat_u8(_cvt32((x[r, c] - m) * s)), qmax))
+            xr = x[r]
+            orow = out[r]
+            # row views, unsigned columns and int32 lanes: the loops vectorise
+            for c in range(np.uint64(nsat)):
+                i = _cvt32_i32((xr[c] - m) * s)
+                i = i if i > zero32 else zero32
+                q[c] = np.uint8(i if i < qmax32 else qmax32)
             if bits == 8:
-                for c in range(nsat, nvec):
-                    q[c] = np.uint8(_cvt32((x[r, c] - m) * s) & 0xFF)
+                for c in range(np.uint64(nsat), np.uint64(nvec)):
+                    q[c] = np.uint8(_cvt32_i32((xr[c] - m) * s) & np.int32(0xFF))
                 for c in range(nvec, C):
-                    q[c] = np.uint8(_lrintf((x[r, c] - m) * s) & 0xFF)
-                for c in range(C):
-                    out[r, c] = q[c]
+                    q[c] = np.uint8(_lrintf((xr[c] - m) * s) & 0xFF)
+                for c in range(np.uint64(C)):
+                    orow[c] = q[c]
             else:
                 for c in range(nsat, C):
-                    i = np.int64(np.int32(_lrintf((x[r, c] - m) * s)))  # std::min<int>(long, ...) truncates
+                    i = np.int64(np.int32(_lrintf((xr[c] - m) * s)))  # std::min<int>(long, ...) truncates
                     q[c] = np.uint8(max(np.int64(0), min(i, qmax)))
-                for k in range(nb):  # C is a multiple of per
-                    byte = np.uint8(0)
-                    for e in range(per):
-                        byte |= np.uint8(q[k * per + e] << np.uint8(e * bits))
-                    out[r, k] = byte
+                if bits == 4:
+                    for k in range(np.uint64(nb)):  # C is a multiple of per
+                        orow[k] = q[2 * k] | (q[2 * k + np.uint64(1)] << np.uint8(4))
+                else:
+                    for k in range(nb):
+                        byte = np.uint8(0)
+                        for e in range(per):
+                            byte |= np.uint8(q[k * per + e] << np.uint8(e * bits))
+                        orow[k] = byte
 
 
 @njit(**CPU)
