@@ -937,6 +937,17 @@ def prelu(input, weight, scale, zero_point, *, numerics=None) -> QTensor:
     else:
         one = _q_scalar1(1.0, sw, zw, lo, hi)
         mult = f32(f32(f32(sx) * f32(sw)) * (f32(1.0) / f32(so)))
+        if not is_cuda_array(x._data) and np.isfinite(mult):
+            # the CPU computes torch's arithmetic directly, in float32 vector
+            # lanes (the tables below give the same bytes; the CUDA kernels
+            # read them)
+            xc = x.contiguous()
+            data = xc._data.reshape(-1)
+            out = np.empty(data.size, x._dtype.storage)
+            if data.size:
+                _dispatch.run("activation.prelu_apply", "cpu", data, out, (wq - zw).astype(f32),
+                              float(one - zw), float(mult), zx, zo, lo, hi, inner)
+            return QTensor._per_tensor(out.reshape(xc.shape), x._dtype, so, zo)
         d = (q - zx)[None, :]
         acc = np.where(d > 0, d * (one - zw), d * (wq - zw)[:, None])  # |acc| < 2**17: exact
         v = acc.astype(f32) * mult

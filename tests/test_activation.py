@@ -175,6 +175,35 @@ def _qview_dt(b, s, z, qd):
     return qops.make_per_tensor_qtensor(b, s, z, qd)
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+@pytest.mark.parametrize("dt", ["quint8", "qint8"])
+def test_prelu_every_byte_and_layout(dt, parallel, rng, monkeypatch):
+    """The vector-arithmetic prelu against torch on every input byte in each
+    channel, channel runs of 1, 3, 64 and 70 elements, extreme output scales
+    (clamping at both ends), on both drivers."""
+    from qops.kernels.cpu import activation as A
+
+    monkeypatch.setattr(A, "PRELU_PARALLEL_MIN", 0 if parallel else 1 << 62)
+    qd, td, sd = DTYPES[dt]
+    lo = qd.qmin
+    byte = np.arange(lo, lo + 256).astype(sd)
+    for shape in ((256, 64), (256, 5, 3), (256, 2, 64), (4, 3, 70)):
+        c = shape[1]
+        xr = np.ascontiguousarray(np.broadcast_to(byte.reshape((256,) + (1,) * (len(shape) - 1)),
+                                                  (256,) + shape[1:])) if shape[0] == 256 else \
+            rng.integers(lo, lo + 256, shape).astype(sd)
+        wr = rng.integers(lo, lo + 256, c).astype(sd)
+        for s, z, sw, zw, so, zo in ((0.05, lo + 128, 0.01, lo + 100, 0.07, lo + 3),
+                                     (0.9, lo + 7, 0.3, lo + 250, 1e-4, lo + 128),
+                                     (1e-3, lo + 255, 0.02, lo, 30.0, lo + 200)):
+            xt = torch._make_per_tensor_quantized_tensor(torch.from_numpy(xr), s, z)
+            wt = torch._make_per_tensor_quantized_tensor(torch.from_numpy(wr), sw, zw)
+            yt = torch.ops.quantized.prelu(xt, wt, so, zo)
+            yq = F.prelu(qops.make_per_tensor_qtensor(xr, s, z, qd),
+                         qops.make_per_tensor_qtensor(wr, sw, zw, qd), so, zo)
+            np.testing.assert_array_equal(yq.int_repr(), yt.int_repr().numpy())
+
+
 @pytest.mark.parametrize("dt", ["quint8", "qint8"])
 def test_prelu_torch(dt, rng):
     qd, td, sd = DTYPES[dt]

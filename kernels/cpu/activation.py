@@ -17,10 +17,10 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN, STREAM_PARALLEL_MIN
-from ._llvm import fma32
+from ._llvm import add_i32, fma32
 from ._avx512 import lut64, vbmi_available
 
-__all__ = ["lut_apply", "clamp_apply", "lut_channels", "erf_vec", "sleef_expm1f"]
+__all__ = ["lut_apply", "clamp_apply", "lut_channels", "prelu_apply", "erf_vec", "sleef_expm1f"]
 
 #: quint8 lanes of torch's Vectorized<quint8> on an AVX512 CPU
 VEC = 64
@@ -305,6 +305,87 @@ def lut_channels(x, out, tables, inner):
         (_channels_parallel_vbmi if vbmi else _channels_parallel)(x, out, tables, flat, offs, inner)
     else:
         (_channels_serial_vbmi if vbmi else _channels_serial)(x, out, tables, flat, offs, inner)
+
+
+# --------------------------------------------------------------------------
+# prelu in vector arithmetic
+# --------------------------------------------------------------------------
+
+
+@njit(**CPU_INLINE)
+def _prelu_one(q, kneg, kpos, mult, zxf, vlo, vhi, zo32, lo32, hi32):
+    """torch's integer PReLU of one value: ``d = q - zx``, ``acc = d * k``
+    (``k = one - zw`` for ``d > 0``, ``w - zw`` otherwise; both exact in
+    float32, ``|acc| < 2**17``), then ``zo + rint(fl(acc * M))`` clamped.  The
+    float clamp to ``[vlo, vhi]`` (one step beyond the output range) keeps the
+    int32 conversion in range without changing the clamped result."""
+    d = np.float32(q) - zxf
+    k = kpos if d > np.float32(0.0) else kneg
+    v = np.float32(d * k) * mult
+    v = v if v > vlo else vlo
+    v = v if v < vhi else vhi
+    r = add_i32(np.int32(np.rint(v)), zo32)
+    r = r if r > lo32 else lo32
+    return r if r < hi32 else hi32
+
+
+@njit(**CPU_INLINE)
+def _prelu_rows(x, out, kn, kpos, mult, zxf, vlo, vhi, zo32, lo32, hi32, nch, inner, o0, o1):
+    """Outer rows ``[o0, o1)`` of ``nch * inner`` elements.  ``kn`` holds the
+    negative-side factor per position of a row (``inner`` < 64) or per channel."""
+    if inner < 64:
+        r = np.uint64(nch * inner)
+        for k in range(np.uint64(o0) * r, np.uint64(o1) * r, r):
+            for j in range(r):
+                out[k + j] = _prelu_one(x[k + j], kn[j], kpos, mult, zxf, vlo, vhi, zo32, lo32, hi32)
+        return
+    k = o0 * nch * inner
+    for _ in range(o0, o1):
+        for c in range(nch):
+            kc = kn[c]
+            for j in range(np.uint64(k), np.uint64(k + inner)):
+                out[j] = _prelu_one(x[j], kc, kpos, mult, zxf, vlo, vhi, zo32, lo32, hi32)
+            k += inner
+
+
+@njit(**CPU)
+def _prelu_serial(x, out, kn, kpos, mult, zxf, vlo, vhi, zo32, lo32, hi32, nch, inner):
+    _prelu_rows(x, out, kn, kpos, mult, zxf, vlo, vhi, zo32, lo32, hi32, nch, inner, 0,
+                x.size // (nch * inner))
+
+
+@njit(**CPU_PARALLEL)
+def _prelu_parallel(x, out, kn, kpos, mult, zxf, vlo, vhi, zo32, lo32, hi32, nch, inner):
+    rowlen = nch * inner
+    nout = x.size // rowlen
+    per = max(1, CHUNK // rowlen)
+    for c in prange((nout + per - 1) // per):
+        _prelu_rows(x, out, kn, kpos, mult, zxf, vlo, vhi, zo32, lo32, hi32, nch, inner,
+                    c * per, min(nout, (c + 1) * per))
+
+
+#: Elements from which :func:`prelu_apply` runs in parallel (measured
+#: crossover on the reference machine, like the flat add / mul).
+PRELU_PARALLEL_MIN = 1 << 23
+
+
+def prelu_apply(x, out, kneg, kpos, mult, zx, zo, qmin, qmax, inner):
+    """torch 2.13's quantized PReLU on ``x`` (flat uint8 or int8, a multiple
+    of ``nch * inner`` elements, channel ``(i // inner) % nch``) into ``out``
+    (same dtype), in float32 vector arithmetic.
+
+    ``kneg``: float32 ``w_c - zw`` per channel; ``kpos``: ``one - zw`` (the
+    weight's quantized 1.0); ``mult``: float32 ``fl(fl(sx * sw) * fl(1/so))``,
+    finite.
+    """
+    nch = kneg.size
+    kn = np.repeat(kneg, inner) if inner < 64 else kneg
+    args = (np.float32(kpos), np.float32(mult), np.float32(zx), np.float32(qmin - zo - 1),
+            np.float32(qmax - zo + 1), np.int32(zo), np.int32(qmin), np.int32(qmax), nch, inner)
+    if x.size >= PRELU_PARALLEL_MIN:
+        _prelu_parallel(x, out, np.ascontiguousarray(kn, np.float32), *args)
+    else:
+        _prelu_serial(x, out, np.ascontiguousarray(kn, np.float32), *args)
 
 
 # --------------------------------------------------------------------------
