@@ -384,7 +384,15 @@ def _binary(kind, relu, a, b, scale, zero_point, numerics, op):
             _dispatch.run(fn, device, kind, relu, ad.reshape(-1), bd.reshape(-1), out_buf, numel,
                           numel // 64 * 64, sa32, za, params[2], sb32, zb, params[5], inv, zo, m, qmin, qmax)
             return QTensor._per_tensor(out_buf.reshape(shape), dtype, so, zo)
-        if device == "cpu" and dtype is not qint32 and numel >= _TABLE_MIN:
+        if (device == "cpu" and dtype is not qint32 and tuple(inner) == (1, 1, 1)
+                and nv == n0 // 64 * 64 and _flat_ok(kind, params)):
+            # rows contiguous in every operand (a row broadcast along the
+            # others, say): the flat kernel's vector loops row by row
+            fn = ("elementwise.binary8_rows_parallel" if numel >= _FLAT_PARALLEL_MIN
+                  else "elementwise.binary8_rows")
+            _dispatch.run(fn, device, kind, relu, a_buf, b_buf, out_buf, ra, rb, ro, n0, nv, sa32, za,
+                          params[2], sb32, zb, params[5], inv, zo, m, qmin, qmax)
+        elif device == "cpu" and dtype is not qint32 and numel >= _TABLE_MIN:
             _lookup(kind, relu, dtype, params, a_buf, b_buf, out_buf, ra, rb, ro, n0, inner, nv)
         else:
             fn = "elementwise.binary_torch_parallel" if numel >= (1 << 17) else "elementwise.binary_torch"
@@ -857,6 +865,17 @@ def softmax(input, dim, scale, zero_point, *, numerics=None) -> QTensor:
     outer = math.prod(shape[:d])
     n = shape[d] if nd else 1
     inner = math.prod(shape[d + 1:])
+    if device == "cpu" and not ref and dtype is not qint32:
+        # 8-bit input has 256 levels: exp(x - max) per (row maximum, level)
+        # from tables, the same float64 values as the general kernel's
+        levels = (np.arange(256) - (128 if dtype is qint8 else 0)).astype(dtype.storage)
+        xv = dequantize(QTensor._per_tensor(levels, dtype, x._scale, x._zero_point), numerics="fbgemm")
+        q = np.ascontiguousarray(x._data).reshape(-1)
+        y = np.empty(q.size, np.float32)
+        if q.size:
+            _dispatch.run("elementwise.softmax_levels", "cpu", q, np.asarray(xv, np.float32), y,
+                          outer, n, inner)
+        return quantize_per_tensor(y.reshape(shape), so, zo, dtype, numerics="fbgemm")
     f = dequantize(x, numerics="reference" if ref else "fbgemm").reshape(-1)
     y = _empty(device, f.size, np.float64 if ref else np.float32)
     if f.size:

@@ -152,7 +152,12 @@ def test_add_mul_of_two_channels_last_inputs(rng, dtype):
 @pytest.mark.parametrize("layout", ["transposed", "one_transposed", "sliced_rows", "row_broadcast",
                                     "a_broadcast", "scalar_broadcast", "column_broadcast",
                                     "middle_broadcast", "size_one_dims"])
-def test_binary_layouts_and_broadcasting(rng, layout):
+def test_binary_layouts_and_broadcasting(rng, monkeypatch, layout):
+    import qops._elementwise as E
+
+    # the broadcast layouts run the row-by-row kernel's parallel driver, the rest serial ones
+    monkeypatch.setattr(E, "_FLAT_PARALLEL_MIN", 0 if layout in ("row_broadcast", "a_broadcast",
+                                                                 "middle_broadcast") else 1 << 62)
     dtype = qops.quint8
     ai, bi = _all_pairs(dtype)
     x, y = ai[:40000], bi[:40000]
@@ -171,7 +176,7 @@ def test_binary_layouts_and_broadcasting(rng, layout):
     for _ in range(4):
         s, z = qparams(rng, dtype)
         a, b = qt(va, dtype, s[0], z[0]), qt(vb, dtype, s[1], z[1])
-        for op in ("add", "mul", "add_relu"):
+        for op in ("add", "mul", "add_relu", "mul_relu"):
             check_same(getattr(F, op)(a, b, s[2], int(z[2])),
                        getattr(torch.ops.quantized, op)(to_torch(a), to_torch(b), float(s[2]), int(z[2])))
 
@@ -287,6 +292,40 @@ def test_matmul_float_path(rng):
             w, nb, n = _lsb_mismatch(r, t)
             worst, bad, total = max(worst, w), bad + nb, total + n
     assert worst <= 1 and bad < 1e-3 * total, (worst, bad, total)
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_softmax_level_tables_equal_the_general_kernel(rng, monkeypatch, parallel):
+    """8-bit softmax from per-maximum exp tables gives the float32 bits of the
+    general kernel (exp per element) on the same dequantized values: every
+    level, one- and many-row shapes (row counts around the four-row blocks),
+    every axis, a transposed input, both drivers."""
+    from qops.kernels.cpu import elementwise as K
+
+    monkeypatch.setattr(K, "SOFTMAX_PARALLEL_MIN", 0 if parallel else 1 << 62)
+
+    for dtype in (qops.quint8, qops.qint8):
+        lo, hi = RANGE[dtype]
+        levels = np.arange(lo, hi + 1).astype(dtype.storage)
+        for shape, dim in (((256,), 0), ((3, 256), 1), ((256, 3), 0), ((5, 7, 9), 1), ((4, 300), 1),
+                           ((2, 3, 4, 5), -1), ((9, 1, 4), 1), ((7, 256), -1), ((130, 40), 1)):
+            n_el = int(np.prod(shape))
+            data = np.resize(levels, n_el) if n_el >= 256 else rng.integers(lo, hi + 1, n_el)
+            a = qt(rng.permutation(np.asarray(data)).astype(dtype.storage).reshape(shape), dtype,
+                   float(10 ** rng.uniform(-2, 0.5)), int(rng.integers(lo, hi + 1)))
+            for x in (a, a.permute(*reversed(range(len(shape))))):
+                d = dim % len(shape)
+                sh = x.shape
+                outer, n, inner = int(np.prod(sh[:d])), sh[d], int(np.prod(sh[d + 1:]))
+                f = qops.dequantize(x, numerics="fbgemm").reshape(-1)
+                want = np.empty(f.size, np.float32)
+                K.softmax_axis(np.ascontiguousarray(f), want, outer, n, inner)
+                every = (np.arange(256) - (128 if dtype is qops.qint8 else 0)).astype(dtype.storage)
+                xv = qops.dequantize(qt(every, dtype, x.q_scale(), x.q_zero_point()), numerics="fbgemm")
+                got = np.empty(f.size, np.float32)
+                K.softmax_levels(np.ascontiguousarray(x.int_repr()).reshape(-1), np.asarray(xv, np.float32),
+                                 got, outer, n, inner)
+                np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
 def test_softmax_float_path(rng):

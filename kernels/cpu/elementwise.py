@@ -132,12 +132,16 @@ def build_table(op, relu, signed, sa, za, pa, sb, zb, pb, inv, zo, m, cq, qmin, 
 
 @njit(**CPU_INLINE)
 def _lookup_span(tab, a, b, out, oa, ob, oo, j0, j1, ia, ib, io):
+    # unsigned indices: Numba's negative-index wrap would cost several times
+    # the lookup inside prange (offsets and strides are never negative here)
+    oa, ob, oo = np.uint64(oa), np.uint64(ob), np.uint64(oo)
     if ia == 1 and ib == 1 and io == 1:
-        for j in range(j0, j1):
-            out[oo + j] = tab[(np.int64(a[oa + j]) << 8) | np.int64(b[ob + j])]
+        for j in range(np.uint64(j0), np.uint64(j1)):
+            out[oo + j] = tab[(np.uint64(a[oa + j]) << np.uint64(8)) | np.uint64(b[ob + j])]
     else:
-        for j in range(j0, j1):
-            out[oo + j * io] = tab[(np.int64(a[oa + j * ia]) << 8) | np.int64(b[ob + j * ib])]
+        iau, ibu, iou = np.uint64(ia), np.uint64(ib), np.uint64(io)
+        for j in range(np.uint64(j0), np.uint64(j1)):
+            out[oo + j * iou] = tab[(np.uint64(a[oa + j * iau]) << np.uint64(8)) | np.uint64(b[ob + j * ibu])]
 
 
 @njit(**CPU_PARALLEL)
@@ -265,6 +269,41 @@ def binary8_flat_parallel(op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, in
         _flat8(t, op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
 
 
+@njit(**CPU_INLINE)
+def _rows8(r0, r1, op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, sb, zb, pb, inv, zo, m,
+           qmin, qmax):
+    for r in range(r0, r1):
+        av = a[ra[r]:ra[r] + n0]
+        bv = b[rb[r]:rb[r] + n0]
+        ov = out[ro[r]:ro[r] + n0]
+        _vector_span8(op, relu, av, bv, ov, 0, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
+        for j in range(nv, n0):
+            ov[j] = elem_torch(op, False, relu, False, av[j], bv[j], sa, za, pa, sb, zb, pb, inv, zo, m,
+                               0, qmin, qmax)
+
+
+@njit(**CPU)
+def binary8_rows(op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, sb, zb, pb, inv, zo, m,
+                 qmin, qmax):
+    """torch's add / mul of 8-bit rows contiguous in every operand (row ``r``
+    at offsets ``ra[r]``, ``rb[r]``, ``ro[r]``; a broadcast row repeats its
+    offset), the first ``nv`` elements of each row on the vector path: the
+    loops of :func:`binary8_flat` per row."""
+    _rows8(0, ra.size, op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, sb, zb, pb, inv, zo, m,
+           qmin, qmax)
+
+
+@njit(**CPU_PARALLEL)
+def binary8_rows_parallel(op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, sb, zb, pb, inv, zo,
+                          m, qmin, qmax):
+    """:func:`binary8_rows` with ``prange`` over blocks of rows."""
+    per = max(1, CHUNK // max(n0, 1))
+    nr = ra.size
+    for t in prange((nr + per - 1) // per):
+        _rows8(t * per, min(nr, (t + 1) * per), op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa,
+               sb, zb, pb, inv, zo, m, qmin, qmax)
+
+
 # ------------------------------------------------------------------ reference
 @njit(**CPU_INLINE)
 def elem_reference(op, relu, qa, qb, sa, za, sb, zb, so, zo, cst, qmin, qmax):
@@ -349,6 +388,158 @@ def softmax_axis(x, out, outer, n, inner):
             s += np.exp(np.float64(x[base + j * inner]) - mx)
         for j in range(n):
             out[base + j * inner] = np.exp(np.float64(x[base + j * inner]) - mx) / s
+
+
+@njit(**CPU)
+def _softmax_max_levels(q, outer, n, inner, mlev):
+    """The largest level (the byte with the largest dequantized value) of
+    every softmax row of the 8-bit ``q``; ``mlev`` is ``(outer * inner,)``."""
+    if inner == 1:  # contiguous rows: unsigned indices, a vectorised maximum
+        nu = np.uint64(n)
+        for o in range(outer):
+            qr = q[o * n:(o + 1) * n]
+            m = qr[0]
+            for j in range(np.uint64(1), nu):
+                v = qr[j]
+                m = v if v > m else m
+            mlev[o] = np.int64(m)
+        return
+    for t in range(outer * inner):
+        o = t // inner
+        base = o * n * inner + (t - o * inner)
+        m = q[base]
+        for j in range(1, n):
+            v = q[base + j * inner]
+            m = v if v > m else m
+        mlev[t] = np.int64(m)
+
+
+@njit(**CPU)
+def _softmax_tables(levels, xv, used, tables):
+    """``tables[m, k] = exp(xv[k] - xv[m])`` (float64) for the used maxima ``m``
+    (one thread: at most 65536 exponentials)."""
+    for m in range(levels):
+        if used[m]:
+            mx = np.float64(xv[m])
+            for k in range(levels):
+                tables[m, k] = np.exp(np.float64(xv[k]) - mx)
+
+
+@njit(**CPU_INLINE)
+def _softmax_rows8_contig(q, off, tables, mlev, n, out, e, r0, r1):
+    """Contiguous rows ``[r0, r1)`` (``inner == 1``).  Each row's float64 sum
+    runs in index order as in :func:`softmax_axis`; four rows are summed in
+    one loop, so that four independent addition chains hide the adder's
+    latency (the order within each row is unchanged)."""
+    nu = np.uint64(n)
+    offu = np.uint64(off)
+    o = r0
+    while o + 4 <= r1:
+        t0 = tables[mlev[o] + off]
+        t1 = tables[mlev[o + 1] + off]
+        t2 = tables[mlev[o + 2] + off]
+        t3 = tables[mlev[o + 3] + off]
+        q0 = q[o * n:(o + 1) * n]
+        q1 = q[(o + 1) * n:(o + 2) * n]
+        q2 = q[(o + 2) * n:(o + 3) * n]
+        q3 = q[(o + 3) * n:(o + 4) * n]
+        s0 = s1 = s2 = s3 = 0.0
+        for j in range(nu):
+            v0 = t0[np.uint64(np.uint8(q0[j])) ^ offu]
+            v1 = t1[np.uint64(np.uint8(q1[j])) ^ offu]
+            v2 = t2[np.uint64(np.uint8(q2[j])) ^ offu]
+            v3 = t3[np.uint64(np.uint8(q3[j])) ^ offu]
+            e[j] = v0
+            e[nu + j] = v1
+            e[2 * nu + j] = v2
+            e[3 * nu + j] = v3
+            s0 += v0
+            s1 += v1
+            s2 += v2
+            s3 += v3
+        orow = out[o * n:(o + 4) * n]
+        for j in range(nu):  # vectorised divisions
+            orow[j] = e[j] / s0
+        for j in range(nu, 2 * nu):
+            orow[j] = e[j] / s1
+        for j in range(2 * nu, 3 * nu):
+            orow[j] = e[j] / s2
+        for j in range(3 * nu, 4 * nu):
+            orow[j] = e[j] / s3
+        o += 4
+    while o < r1:
+        tab = tables[mlev[o] + off]
+        qr = q[o * n:(o + 1) * n]
+        s = 0.0
+        for j in range(nu):
+            v = tab[np.uint64(np.uint8(qr[j])) ^ offu]
+            e[j] = v
+            s += v
+        orow = out[o * n:(o + 1) * n]
+        for j in range(nu):
+            orow[j] = e[j] / s
+        o += 1
+
+
+@njit(**CPU)
+def _softmax_rows8_serial(q, off, tables, mlev, outer, n, inner, out):
+    if inner == 1:
+        _softmax_rows8_contig(q, off, tables, mlev, n, out, np.empty(4 * n, np.float64), 0, outer)
+        return
+    _softmax_rows8_strided(q, off, tables, mlev, outer, n, inner, out, 0, outer * inner)
+
+
+@njit(**CPU_PARALLEL)
+def _softmax_rows8_parallel(q, off, tables, mlev, outer, n, inner, out):
+    if inner == 1:
+        per = max(4, 16384 // n // 4 * 4)  # rows per work item, a multiple of 4
+        for c in prange((outer + per - 1) // per):
+            _softmax_rows8_contig(q, off, tables, mlev, n, out, np.empty(4 * n, np.float64),
+                                  c * per, min(outer, (c + 1) * per))
+        return
+    rows = outer * inner
+    step = max(1, 16384 // n)
+    for c in prange((rows + step - 1) // step):
+        _softmax_rows8_strided(q, off, tables, mlev, outer, n, inner, out, c * step,
+                               min(rows, (c + 1) * step))
+
+
+@njit(**CPU_INLINE)
+def _softmax_rows8_strided(q, off, tables, mlev, outer, n, inner, out, t0, t1):
+    for t in range(t0, t1):
+        o = t // inner
+        base = o * n * inner + (t - o * inner)
+        tab = tables[mlev[t] + off]
+        s = 0.0
+        for j in range(n):
+            s += tab[np.int64(q[base + j * inner]) + off]
+        for j in range(n):
+            out[base + j * inner] = tab[np.int64(q[base + j * inner]) + off] / s
+
+
+#: Elements from which the 8-bit softmax rows run in parallel: one thread
+#: does 1M in about 0.5 ms, and a second thread woken for less work rarely
+#: starts in time on the reference machine.
+SOFTMAX_PARALLEL_MIN = 1 << 23
+
+
+def softmax_levels(q, xv, out, outer, n, inner):
+    """:func:`softmax_axis` of 8-bit data from its 256 levels: ``xv[k]`` is
+    the dequantized float32 value of level ``k`` (byte ``k``, or ``k - 128``
+    for int8), increasing with the level.  Each row's ``exp(x - max)`` values
+    are looked up in a table per row maximum (at most 256 tables of 256
+    exponentials) instead of computed per element: the same float64 values,
+    summed and divided in the same order, so the same result."""
+    off = 128 if q.dtype == np.int8 else 0
+    rows = outer * inner
+    mlev = np.empty(rows, np.int64)
+    _softmax_max_levels(q, outer, n, inner, mlev)
+    used = np.zeros(256, np.bool_)
+    used[mlev + off] = True
+    tables = np.empty((256, 256), np.float64)
+    _softmax_tables(256, xv, used, tables)
+    rows8 = _softmax_rows8_parallel if q.size >= SOFTMAX_PARALLEL_MIN else _softmax_rows8_serial
+    rows8(q, off, tables, mlev, outer, n, inner, out)
 
 
 @njit(**CPU_PARALLEL)
