@@ -573,10 +573,26 @@ def add_scalar(a, s, *, numerics=None) -> QTensor:
             nv = _vector_prefix(n0, inner, dtype)
             inv = _F32(1.0) / _F32(s2)
             m = _F32(sc) * inv
+            args = (_F32(sc), z, _F32(0), _F32(0), 0, _F32(0), inv, z2, m, cq, qmin, qmax)
+            if (device == "cpu" and dtype is not qint32 and data.flags.c_contiguous
+                    and len(rows[0]) == 1 and data.size >= 4096):
+                # one contiguous row of 8-bit values: every result is one of
+                # 256 per path; compute those (same kernel) and look them up
+                lut = np.empty((2, 256), dtype.storage)
+                every = np.arange(256).astype(np.uint8).view(dtype.storage)
+                zero = np.zeros(1, np.int64)
+                for p, nvp in ((0, 256), (1, 0)):
+                    _dispatch.run("elementwise.binary_torch", device, OP_ADD_SCALAR, False, False, every,
+                                  every, lut[p], zero, zero, zero, 256, 1, 1, 1, nvp, *args)
+                if nv == 0:  # not vectorised: the scalar results everywhere
+                    lut[0] = lut[1]
+                u = np.uint8
+                _dispatch.run("activation.lut_apply", "cpu", data.reshape(-1).view(u), out_buf.view(u),
+                              lut.view(u), n0 if nv else 0)
+                return QTensor._per_tensor(out_buf.reshape(shape), dtype, s2, z2)
             fn = "elementwise.binary_torch_parallel" if data.size >= (1 << 17) else "elementwise.binary_torch"
             _dispatch.run(fn, device, OP_ADD_SCALAR, False, dtype is qint32, a_buf, a_buf, out_buf,
-                          ra, ra, ro, n0, inner[1], inner[1], inner[0], nv,
-                          _F32(sc), z, _F32(0), _F32(0), 0, _F32(0), inv, z2, m, cq, qmin, qmax)
+                          ra, ra, ro, n0, inner[1], inner[1], inner[0], nv, *args)
     return QTensor._per_tensor(_strided_out(device, out_buf, shape, o_st), dtype, s2, z2)
 
 

@@ -113,6 +113,22 @@ def test_add_all_pairs_vector_and_scalar_paths(rng, dtype):
                    torch.ops.quantized.add(to_torch(b2), to_torch(a2), float(s[2]), int(z[2])))
 
 
+@pytest.mark.parametrize("dtype", [qops.quint8, qops.qint8], ids=lambda d: d.name)
+def test_add_scalar_table_path(rng, dtype):
+    """Large contiguous 8-bit add_scalar looks its 2 x 256 results up: every
+    byte on the vector path and in a 37-element scalar tail, zero points
+    saturating at either end, against torch."""
+    lo, hi = RANGE[dtype]
+    every = np.arange(256).astype(np.uint8).view(dtype.storage)
+    data = np.concatenate([np.tile(every, 17), every[rng.permutation(256)[:37]]])
+    for z, c in ((lo + 5, 3.0), (hi - 5, -3.0), (lo + 100, 0.7), (hi, 1e-3)):
+        for sc in (0.01, 0.37):
+            a = qt(data, dtype, sc, z)
+            r = F.add_scalar(a, c)
+            t = torch.ops.quantized.add_scalar(to_torch(a), c)
+            check_same(r, t)
+
+
 def test_add_scalar_lambda_exact_on_ties():
     """torch's scalar lambda of add (row tails, rows that cannot vectorise):
     ``fl(float(q - z) * s)``, one float sum, then ``quantize_val``'s
