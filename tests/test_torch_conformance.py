@@ -501,3 +501,21 @@ def test_fast_quantize_dequantize_drivers(monkeypatch, parallel):
             np.testing.assert_array_equal(q.int_repr(), t.int_repr().numpy())
             np.testing.assert_array_equal(qops.dequantize(q).view(np.uint32),
                                           t.dequantize().numpy().view(np.uint32))
+
+
+@pytest.mark.parametrize("profile", ["fbgemm", "onnxruntime", "tflite", "reference"])
+def test_requantize_byte_table_equals_the_computed_path(monkeypatch, profile):
+    """8-bit to 8-bit requantize of 4096+ elements looks its 256 results up
+    (VBMI where the CPU has it); the bytes equal the element-by-element path."""
+    rng = np.random.default_rng(5)
+    for src, dst in ((qops.quint8, qops.quint8), (qops.qint8, qops.quint8), (qops.qint8, qops.qint8),
+                     (qops.quint8, qops.qint8)):
+        every = np.arange(256).astype(np.uint8).view(src.storage)
+        data = np.concatenate([np.tile(every, 20), every[rng.permutation(256)[:77]]])
+        q = qops.make_per_tensor_qtensor(data, 0.037, int(src.qmin) + 100, src)
+        monkeypatch.delenv("QOPS_DISABLE_AVX512", raising=False)
+        fast = qops.requantize(q, 0.05, int(dst.qmin) + 17, dst, numerics=profile).int_repr()
+        monkeypatch.setenv("QOPS_DISABLE_AVX512", "1")
+        slow = qops.requantize(q, 0.05, int(dst.qmin) + 17, dst, numerics=profile).int_repr()
+        np.testing.assert_array_equal(fast, slow)
+        monkeypatch.delenv("QOPS_DISABLE_AVX512")

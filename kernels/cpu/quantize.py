@@ -22,7 +22,9 @@ from ..modes import (
     RQ_TFLITE_SINGLE,
     RQ_TWO_STEP,
 )
+from ._avx512 import vbmi_available
 from ._llvm import fma32
+from .activation import lut_apply
 from .scalar import (
     clamp_int,
     dequantize_one,
@@ -339,7 +341,18 @@ def quantize(x, out, inner, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
         _quantize_range(x, out, 0, x.size, inner, s.size, mode, s, inv, zpf, zpi, qmin, qmax, nanq)
 
 
+def _lut8(q, out, nch):
+    """8-bit in, 8-bit out, one channel, enough elements: the table lookup of
+    the activations (64 bytes per ``vpermi2b`` pair with AVX512-VBMI)."""
+    return q.itemsize == 1 and out.itemsize == 1 and nch == 1 and q.size >= 4096 and vbmi_available()
+
+
 def _gather(q, out, inner, nch, table, offset):
+    if _lut8(q, out, nch):
+        # table[k] is level k + offset; lut64 indexes by the stored byte
+        byte = table.view(np.uint8)[np.arange(256) ^ (0x80 if offset else 0)]
+        lut_apply(q.view(np.uint8), out.view(np.uint8), np.stack((byte, byte)), 0)
+        return
     if q.size >= PARALLEL_MIN:
         _gather_par(q, out, inner, nch, table, offset)
     else:
@@ -373,7 +386,7 @@ def requantize(q, out, inner, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult
     nch = s1.size
     args = (mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult, shift,
             s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq)
-    if _use_table(q, nch):
+    if _use_table(q, nch) or _lut8(q, out, nch):
         levels, table, offset = _byte_table(q, nch, out.dtype)
         _requantize_range(levels, table, 0, levels.size, 256, nch, *args)
         _gather(q, out, inner, nch, table, offset)
