@@ -1,11 +1,11 @@
 """Hand-written AVX-512 loops for what LLVM does not vectorise well.
 
 * :func:`lut64` (AVX512-VBMI): a 256-entry byte table lookup, 64 bytes at a
-  time.  ``vpermi2b`` picks each byte of its result from a 128-byte table held in two
-zmm registers, indexed by the low 7 bits of the index byte.  Two of them
-(table bytes 0-127 and 128-255) and a select on the index's top bit look up
-64 bytes in four instructions, with the table in registers: the lookup runs
-at memory speed, where a scalar loop does one load per byte.
+  time.  ``vpermi2b`` picks each byte of its result from a 128-byte table
+  held in two zmm registers, indexed by the low 7 bits of the index byte.
+  Two of them (table bytes 0-127 and 128-255) and a select on the index's top
+  bit look up 64 bytes in four instructions, with the table in registers: the
+  lookup runs at memory speed, where a scalar loop does one load per byte.
 * :func:`permute64` (AVX512-VBMI): one ``vpermb`` per 64 bytes, the same
   byte permutation within every 64-byte block (channel shuffle of a
   channels-last tensor whose channel count divides 64).

@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CPU, CPU_INLINE, CPU_PARALLEL
-from ._llvm import fma32
+from ._llvm import add_i32, fma32
 from .scalar import clamp_int, div_rne
 
 __all__ = [
@@ -67,6 +67,13 @@ _F32_INT32_MAX = 2147483520.0
 # --------------------------------------------------------------------------
 # element recipes
 # --------------------------------------------------------------------------
+
+
+@njit(**CPU_INLINE)
+def _cvt32_lane(r):
+    """:func:`_cvt32` of an integral float32, as an int32 select."""
+    ok = r >= np.float32(-_TWO31) and r < np.float32(_TWO31)  # False for NaN
+    return np.int32(r if ok else np.float32(-_TWO31))
 
 
 @njit(**CPU_INLINE)
@@ -290,22 +297,28 @@ def _max_cl_rows(x2, out2, r0, r1, dims, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd,
 @njit(**CPU_INLINE)
 def _finish_cl(mode, acc, o, nc, cvec, size, d, m, zp, zpf, qmin, qmax):
     off = size * zp
+    # the vector channels in int32 / float32 lanes (the same bits as the
+    # int64 / float64 steps of the tails: the products are exact in float64,
+    # the int32 wraps commute with the truncation), so the loops vectorise
+    noff32 = np.int32(-off)
+    zp32, lo32, hi32 = np.int32(zp), np.int32(qmin), np.int32(qmax)
     if mode == AVG_TORCH_NHWC:
-        for ch in range(cvec):
-            s32 = np.int64(np.int32(acc[ch] - off))
-            v = np.float64(np.float32(np.float64(np.float32(s32)) * np.float64(m)))
-            r = np.int64(np.int32(_cvt32(np.rint(v)) + zp))
-            o[ch] = min(max(r, qmin), qmax)
+        for ch in range(np.uint64(cvec)):
+            s32 = add_i32(np.int32(acc[ch]), noff32)
+            r = add_i32(_cvt32_lane(np.rint(np.float32(s32) * m)), zp32)
+            r = r if r > lo32 else lo32
+            o[ch] = r if r < hi32 else hi32
         for ch in range(cvec, nc):
             s32 = np.int64(np.int32(acc[ch] - off))
             pr = np.float32(np.float64(np.float32(s32)) * np.float64(m))
             v = np.rint(np.float64(np.float32(np.float64(pr) + np.float64(zpf))))
             o[ch] = np.int64(min(max(v, np.float64(qmin)), np.float64(qmax)))
     elif mode == AVG_ADAPTIVE_NHWC:
-        for ch in range(cvec):
-            s32 = np.int64(np.int32(acc[ch] - off))
-            v = np.rint(np.float64(fma32(np.float32(s32), m, zpf)))
-            o[ch] = min(max(_cvt32(v), qmin), qmax)
+        for ch in range(np.uint64(cvec)):
+            s32 = add_i32(np.int32(acc[ch]), noff32)
+            r = _cvt32_lane(np.rint(fma32(np.float32(s32), m, zpf)))
+            r = r if r > lo32 else lo32
+            o[ch] = r if r < hi32 else hi32
         for ch in range(cvec, nc):
             s32 = np.int64(np.int32(acc[ch] - off))
             pr = np.float32(np.float64(np.float32(s32)) * np.float64(m))
