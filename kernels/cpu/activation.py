@@ -168,7 +168,7 @@ def lut_apply(x, out, lut, row):
         first ``row - row % 64`` use ``lut[0]``, the rest ``lut[1]``; 0 means
         ``lut[0]`` everywhere.
 
-    With AVX512-VBMI (:func:`kernels.cpu._vbmi.vbmi_available`) the table
+    With AVX512-VBMI (:func:`kernels.cpu._avx512.vbmi_available`) the table
     sits in four registers and 64 bytes are looked up at once; elsewhere large
     inputs look two bytes up at once through a 65536-entry table.
     """
