@@ -1,8 +1,8 @@
 """The activation kernels' code paths against a NumPy statement of their result.
 
-``lut_apply`` and ``lut_channels`` have an AVX512-VBMI path (64 bytes per
-table lookup) and a portable one, each with a serial and a parallel driver;
-``clamp_apply`` has the two drivers.  Every path must give the same bytes, on
+``lut_apply`` has an AVX512-VBMI path (64 bytes per table lookup) and a
+portable one, each with a serial and a parallel driver; ``lut_channels`` and
+``clamp_apply`` have the two drivers.  Every path must give the same bytes, on
 lengths and offsets that are not multiples of 64 and on runs whose vector
 part and tail use different tables.  The API tests (test_activation.py)
 compare the results with torch.
@@ -66,7 +66,8 @@ def test_lut_apply_every_byte(path):
     np.testing.assert_array_equal(out, lut[0][x])
 
 
-@pytest.mark.parametrize("path", PATHS, ids=IDS, indirect=True)
+@pytest.mark.parametrize("path", [p for p in PATHS if not p[0]], ids=[i for i in IDS if "portable" in i],
+                         indirect=True)
 def test_lut_channels_paths(rng, path):
     for nch, inner, outer in ((64, 1, 300), (3, 5, 200), (5, 64, 7), (4, 100, 9), (2, 130, 11), (1, 1000, 3)):
         tables = rng.integers(0, 256, (nch, 256)).astype(np.uint8)

@@ -78,6 +78,38 @@ def _intrinsic_fn(mod, name, fnty):
     return fn if fn is not None else ir.Function(mod, fnty, name)
 
 
+def _u8_c(*arrays):
+    """Whether every Numba type given is a contiguous uint8 array."""
+    return all(isinstance(a, types.Array) and a.dtype == types.uint8 and a.layout == "C" for a in arrays)
+
+
+def _map64(builder, px, po, nvec, name, fn):
+    """Emit ``for v in range(nvec): po[64v : 64v+64] = fn(px[64v : 64v+64])``
+    over 64-byte vectors (unaligned loads and stores); ``fn(builder, xv)``
+    emits the map of one vector."""
+    vptr = _V64.as_pointer()
+    pre = builder.block
+    func = builder.function
+    head = func.append_basic_block(f"{name}.head")
+    body = func.append_basic_block(f"{name}.body")
+    done = func.append_basic_block(f"{name}.done")
+    builder.branch(head)
+
+    builder.position_at_end(head)
+    i = builder.phi(_I64)
+    i.add_incoming(ir.Constant(_I64, 0), pre)
+    builder.cbranch(builder.icmp_signed("<", i, nvec), body, done)
+
+    builder.position_at_end(body)
+    off = builder.mul(i, ir.Constant(_I64, 64))
+    xv = builder.load(builder.bitcast(builder.gep(px, [off]), vptr), align=1)
+    builder.store(fn(builder, xv), builder.bitcast(builder.gep(po, [off]), vptr), align=1)
+    i.add_incoming(builder.add(i, ir.Constant(_I64, 1)), builder.block)
+    builder.branch(head)
+
+    builder.position_at_end(done)
+
+
 def _lut64_codegen(context, builder, sig, args):
     t_arr, x_arr, x_off, o_arr, o_off, nvec = args
     pt = context.make_array(sig.args[0])(context, builder, t_arr).data
@@ -89,29 +121,12 @@ def _lut64_codegen(context, builder, sig, args):
            for q in range(4)]
     zero = ir.Constant(_V64, None)
 
-    pre = builder.block
-    fn = builder.function
-    head = fn.append_basic_block("lut64.head")
-    body = fn.append_basic_block("lut64.body")
-    done = fn.append_basic_block("lut64.done")
-    builder.branch(head)
+    def lookup(b, xv):
+        lo = b.call(perm, [tab[0], xv, tab[1]])
+        hi = b.call(perm, [tab[2], xv, tab[3]])
+        return b.select(b.icmp_signed("<", xv, zero), hi, lo)
 
-    builder.position_at_end(head)
-    i = builder.phi(_I64)
-    i.add_incoming(ir.Constant(_I64, 0), pre)
-    builder.cbranch(builder.icmp_signed("<", i, nvec), body, done)
-
-    builder.position_at_end(body)
-    off = builder.mul(i, ir.Constant(_I64, 64))
-    xv = builder.load(builder.bitcast(builder.gep(px, [off]), vptr), align=1)
-    lo = builder.call(perm, [tab[0], xv, tab[1]])
-    hi = builder.call(perm, [tab[2], xv, tab[3]])
-    r = builder.select(builder.icmp_signed("<", xv, zero), hi, lo)
-    builder.store(r, builder.bitcast(builder.gep(po, [off]), vptr), align=1)
-    i.add_incoming(builder.add(i, ir.Constant(_I64, 1)), builder.block)
-    builder.branch(head)
-
-    builder.position_at_end(done)
+    _map64(builder, px, po, nvec, "lut64", lookup)
     return context.get_dummy_value()
 
 
@@ -123,9 +138,8 @@ def lut64(typingctx, t, x, x_off, out, out_off, nvec):
     arrays; offsets in bytes.  No bounds checks: the caller keeps every index
     inside its array.
     """
-    for a in (t, x, out):
-        if not (isinstance(a, types.Array) and a.dtype == types.uint8 and a.layout == "C"):
-            return None
+    if not _u8_c(t, x, out):
+        return None
     sig = types.void(t, x, types.intp, out, types.intp, types.intp)
     return sig, _lut64_codegen
 
@@ -138,27 +152,7 @@ def _permute64_codegen(context, builder, sig, args):
     perm = _intrinsic_fn(builder.module, _VPERMB, ir.FunctionType(_V64, [_V64, _V64]))
     vptr = _V64.as_pointer()
     idx = builder.load(builder.bitcast(pi, vptr), align=1)
-
-    pre = builder.block
-    fn = builder.function
-    head = fn.append_basic_block("permute64.head")
-    body = fn.append_basic_block("permute64.body")
-    done = fn.append_basic_block("permute64.done")
-    builder.branch(head)
-
-    builder.position_at_end(head)
-    i = builder.phi(_I64)
-    i.add_incoming(ir.Constant(_I64, 0), pre)
-    builder.cbranch(builder.icmp_signed("<", i, nvec), body, done)
-
-    builder.position_at_end(body)
-    off = builder.mul(i, ir.Constant(_I64, 64))
-    v = builder.load(builder.bitcast(builder.gep(px, [off]), vptr), align=1)
-    builder.store(builder.call(perm, [v, idx]), builder.bitcast(builder.gep(po, [off]), vptr), align=1)
-    i.add_incoming(builder.add(i, ir.Constant(_I64, 1)), builder.block)
-    builder.branch(head)
-
-    builder.position_at_end(done)
+    _map64(builder, px, po, nvec, "permute64", lambda b, xv: b.call(perm, [xv, idx]))
     return context.get_dummy_value()
 
 
@@ -167,9 +161,8 @@ def permute64(typingctx, x, x_off, out, out_off, nvec, idx):
     """``out[out_off + 64*v + j] = x[x_off + 64*v + idx[j]]`` for ``v < nvec``,
     ``j < 64`` (``idx``: 64 uint8 values below 64).  Contiguous uint8 arrays,
     offsets in bytes, no bounds checks."""
-    for a in (x, out, idx):
-        if not (isinstance(a, types.Array) and a.dtype == types.uint8 and a.layout == "C"):
-            return None
+    if not _u8_c(x, out, idx):
+        return None
     return types.void(x, types.intp, out, types.intp, types.intp, idx), _permute64_codegen
 
 

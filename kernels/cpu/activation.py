@@ -244,28 +244,9 @@ def _channels_range(x, out, tables, flat, offs, inner, o0, o1):
             k += inner
 
 
-@njit(**CPU_INLINE)
-def _channels_range_vbmi(x, out, tables, flat, offs, inner, o0, o1):
-    """:func:`_channels_range` with the long runs through :func:`_gather_vbmi`."""
-    nch = tables.shape[0]
-    if inner < 64:
-        _channels_short(x, out, flat, offs, nch * inner, o0, o1)
-        return
-    k = o0 * nch * inner
-    for _ in range(o0, o1):
-        for c in range(nch):
-            _gather_vbmi(x, out, tables[c], k, k + inner)
-            k += inner
-
-
 @njit(**CPU)
 def _channels_serial(x, out, tables, flat, offs, inner):
     _channels_range(x, out, tables, flat, offs, inner, 0, x.size // (inner * tables.shape[0]))
-
-
-@njit(**CPU)
-def _channels_serial_vbmi(x, out, tables, flat, offs, inner):
-    _channels_range_vbmi(x, out, tables, flat, offs, inner, 0, x.size // (inner * tables.shape[0]))
 
 
 @njit(**CPU_PARALLEL)
@@ -278,33 +259,19 @@ def _channels_parallel(x, out, tables, flat, offs, inner):
         _channels_range(x, out, tables, flat, offs, inner, c * per, min(nout, (c + 1) * per))
 
 
-@njit(**CPU_PARALLEL)
-def _channels_parallel_vbmi(x, out, tables, flat, offs, inner):
-    rowlen = inner * tables.shape[0]
-    nout = x.size // rowlen
-    per = max(1, CHUNK // rowlen)
-    nchunks = (nout + per - 1) // per
-    for c in prange(nchunks):
-        _channels_range_vbmi(x, out, tables, flat, offs, inner, c * per, min(nout, (c + 1) * per))
-
-
 def lut_channels(x, out, tables, inner):
     """``out[i] = tables[(i // inner) % nch, x[i]]`` (flat uint8 arrays of a
     multiple of ``nch * inner`` elements; ``tables`` is ``(nch, 256)`` uint8):
-    prelu, one table per weight channel.
-
-    Runs of 64 or more elements of one channel go through the VBMI lookup
-    where the CPU has it; shorter runs look every byte up on its own, in
+    prelu's tables (the ``reference`` profile, and scales whose product
+    overflows float32; the other profiles run :func:`prelu_apply`), in
     parallel from ``CHANNELS_PARALLEL_MIN`` elements."""
     nch = tables.shape[0]
     flat = tables.reshape(-1)
     offs = ((np.arange(nch * inner if inner < 64 else 1) // inner) * 256).astype(np.uint64)
-    long_runs = inner >= 64
-    vbmi = long_runs and vbmi_available()
-    if x.size >= (STREAM_PARALLEL_MIN if vbmi else CHANNELS_PARALLEL_MIN):
-        (_channels_parallel_vbmi if vbmi else _channels_parallel)(x, out, tables, flat, offs, inner)
+    if x.size >= CHANNELS_PARALLEL_MIN:
+        _channels_parallel(x, out, tables, flat, offs, inner)
     else:
-        (_channels_serial_vbmi if vbmi else _channels_serial)(x, out, tables, flat, offs, inner)
+        _channels_serial(x, out, tables, flat, offs, inner)
 
 
 # --------------------------------------------------------------------------
