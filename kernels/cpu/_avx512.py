@@ -54,9 +54,11 @@ def _host_features():
         return {}
 
 
-_FEATS = _host_features()
-_HOST_AVX512 = bool(_FEATS.get("avx512f", False))
-_HOST_VBMI = _HOST_AVX512 and bool(_FEATS.get("avx512vbmi", False)) and bool(_FEATS.get("avx512bw", False))
+#: The host CPU's features as LLVM names them (read once; also for the VNNI GEMM).
+HOST_FEATURES = _host_features()
+_HOST_AVX512 = bool(HOST_FEATURES.get("avx512f", False))
+_HOST_VBMI = (_HOST_AVX512 and bool(HOST_FEATURES.get("avx512vbmi", False))
+              and bool(HOST_FEATURES.get("avx512bw", False)))
 
 
 def _enabled() -> bool:

@@ -22,10 +22,10 @@ portable path (the test suite runs both).
 import os
 
 import numpy as np
-from llvmlite import binding as llvm
 from numba import njit, prange
 
 from .._options import CPU, CPU_PARALLEL
+from ._avx512 import HOST_FEATURES
 from ._vnni import MR, NR, vnni_1x32, vnni_1x128, vnni_2x32, vnni_2x64, vnni_4x32
 
 __all__ = ["MR", "NR", "KG", "vnni_available", "pack_weight", "pack_activations", "gemm_raw", "row_sums"]
@@ -33,15 +33,7 @@ __all__ = ["MR", "NR", "KG", "vnni_available", "pack_weight", "pack_activations"
 KG = 4  # bytes per k-group (one int32 word)
 
 
-def _host_has_vnni() -> bool:
-    try:
-        feats = llvm.get_host_cpu_features()
-    except Exception:  # pragma: no cover - unknown host
-        return False
-    return bool(feats.get("avx512vnni", False)) and bool(feats.get("avx512f", False))
-
-
-_HOST_VNNI = _host_has_vnni()
+_HOST_VNNI = bool(HOST_FEATURES.get("avx512f", False)) and bool(HOST_FEATURES.get("avx512vnni", False))
 
 
 def vnni_available() -> bool:
