@@ -31,6 +31,14 @@ CHANNELS_PARALLEL_MIN = 1 << 21
 
 
 @njit(**CPU_INLINE)
+def _run_split(i, row, stop):
+    """For position ``i`` in runs of ``row`` elements: where its run's vector
+    part ends and where the run ends (both capped at ``stop``)."""
+    r0 = (i // row) * row
+    return min(r0 + row - row % VEC, stop), min(r0 + row, stop)
+
+
+@njit(**CPU_INLINE)
 def _gather(x, out, t, a, b):
     for k in range(np.uint64(a), np.uint64(b)):
         out[k] = t[x[k]]
@@ -68,9 +76,7 @@ def _lut_range(x, out, x16, out16, lut, p, row, start, stop):
         return
     i = start
     while i < stop:
-        r0 = (i // row) * row
-        vend = min(r0 + row - row % VEC, stop)
-        rend = min(r0 + row, stop)
+        vend, rend = _run_split(i, row, stop)
         if i < vend:
             if row % 2 == 0:
                 _gather_pairs(x, out, x16, out16, t0, p, i, vend)
@@ -105,9 +111,7 @@ def _lut_range_plain(x, out, lut, row, start, stop):
     t1 = lut[1]
     i = start
     while i < stop:
-        r0 = (i // row) * row
-        vend = min(r0 + row - row % VEC, stop)
-        rend = min(r0 + row, stop)
+        vend, rend = _run_split(i, row, stop)
         if i < vend:
             _gather(x, out, t0, i, vend)
             i = vend
@@ -125,9 +129,7 @@ def _lut_range_vbmi(x, out, lut, row, start, stop):
         return
     i = start
     while i < stop:
-        r0 = (i // row) * row
-        vend = min(r0 + row - row % VEC, stop)
-        rend = min(r0 + row, stop)
+        vend, rend = _run_split(i, row, stop)
         if i < vend:
             _gather_vbmi(x, out, t0, i, vend)
             i = vend
