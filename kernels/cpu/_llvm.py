@@ -4,7 +4,9 @@
 LLVM guarantees the fused result on every target: with hardware FMA it is an
 instruction, without it a correctly rounded library call.  Loops using it
 vectorise to ``vfmadd``.  ``add_i32`` is a wrapping int32 addition that stays
-int32 (Numba widens ``int32 + int32`` to int64).
+int32 (Numba widens ``int32 + int32`` to int64).  ``f32_from_bits`` and
+``f64_from_bits`` reinterpret an integer's bits as a float without the
+temporary array of ``np.array([i]).view(...)``.
 """
 
 from llvmlite import ir
@@ -48,3 +50,23 @@ def add_i32(typingctx, a, b):
     if a != types.int32 or b != types.int32:
         return None
     return types.int32(types.int32, types.int32), _add_i32_codegen
+
+
+def _bitcast_codegen(context, builder, sig, args):
+    return builder.bitcast(args[0], context.get_value_type(sig.return_type))
+
+
+@intrinsic
+def f32_from_bits(typingctx, i):
+    """The float32 whose bits are the int32 ``i`` (one ``bitcast``)."""
+    if i != types.int32:
+        return None
+    return types.float32(types.int32), _bitcast_codegen
+
+
+@intrinsic
+def f64_from_bits(typingctx, i):
+    """The float64 whose bits are the int64 ``i`` (one ``bitcast``)."""
+    if i != types.int64:
+        return None
+    return types.float64(types.int64), _bitcast_codegen

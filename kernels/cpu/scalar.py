@@ -25,7 +25,7 @@ from ..modes import (
     Q_TFLITE,
     Q_TWO,
 )
-from ._llvm import fma32, fma64
+from ._llvm import f32_from_bits, f64_from_bits, fma32, fma64
 
 _TWO63 = 9223372036854775808.0
 _INT32_MIN = -2147483648
@@ -270,3 +270,107 @@ def fake_quantize_one(variant, x, s, inv, zp, qmin, qmax):
     else:
         qc = np.int64(qd)
     return np.float32(qc - zi) * s, mask
+
+
+# --------------------------------------------------------------------------
+# float32 exponentials of torch's softmax
+# --------------------------------------------------------------------------
+# Sleef 3's expf16_u10 (the AVX-512 lanes of torch's Vectorized<float>::exp):
+# Cody-Waite reduction by ln 2 in two parts, a degree-6 polynomial, all
+# fused multiply-adds, and a scaling by 2^q split in two factors.
+SLEEF_R_LN2 = np.float32(1.442695040888963407359924681001892137426645954152985934135449406931)
+SLEEF_L2U = np.float32(-0.693145751953125)
+SLEEF_L2L = np.float32(-1.428606765330187045e-06)
+SLEEF_P0 = np.float32(0.000198527617612853646278381)
+SLEEF_P1 = np.float32(0.00139304355252534151077271)
+SLEEF_P2 = np.float32(0.00833336077630519866943359)
+SLEEF_P3 = np.float32(0.0416664853692054748535156)
+SLEEF_P4 = np.float32(0.166666671633720397949219)
+_F32_HALF = np.float32(0.5)
+_F32_ONE = np.float32(1.0)
+_F32_ZERO = np.float32(0.0)
+_F32_INF = np.float32(np.inf)
+_F32_SLEEF_LO = np.float32(-104.0)
+_F32_SLEEF_HI = np.float32(100.0)
+
+
+@njit(**CPU_INLINE)
+def pow2_f32(k):
+    """``2.0**k`` as float32 for an integer ``-126 <= k <= 127`` (exponent bits)."""
+    return f32_from_bits(np.int32((k + 127) << 23))
+
+
+@njit(**CPU_INLINE)
+def expf_sleef(d):
+    """``exp(d)`` of a float32 as Sleef's ``expf16_u10`` computes it (torch's
+    vectorised ``exp`` on AVX-512); NaN gives NaN."""
+    if d != d:
+        return d
+    if d < _F32_SLEEF_LO:
+        return _F32_ZERO
+    if d > _F32_SLEEF_HI:
+        return _F32_INF
+    q = np.int32(np.rint(d * SLEEF_R_LN2))
+    qf = np.float32(q)
+    s = fma32(qf, SLEEF_L2U, d)
+    s = fma32(qf, SLEEF_L2L, s)
+    u = fma32(SLEEF_P0, s, SLEEF_P1)
+    u = fma32(u, s, SLEEF_P2)
+    u = fma32(u, s, SLEEF_P3)
+    u = fma32(u, s, SLEEF_P4)
+    u = fma32(u, s, _F32_HALF)
+    u = _F32_ONE + fma32(s * s, u, s)
+    h = q >> 1
+    return u * pow2_f32(h) * pow2_f32(q - h)
+
+
+# glibc's expf (2.27 and later, x86-64 FMA build; the scalar exp of torch's
+# non-vectorised softmax columns): k = round(x * 32/ln2), 2^(k/32) from a
+# 32-entry table, a cubic in the remainder, all in float64, one rounding to
+# float32.  ``EXP2F_TAB[i]`` holds the bits of 2^(i/32) (correctly rounded)
+# minus ``i << 47``, so that entry ``k & 31`` plus ``k << 47`` is the bits of
+# 2^(k/32) (|k| <= 150 * 32: no int64 overflow).
+EXP2F_TAB = np.array([
+    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
+    0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
+    0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
+    0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585,
+    0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
+    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
+    0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069,
+    0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
+], dtype=np.int64)
+EXPF_INVLN2N = float.fromhex("0x1.71547652b82fep+0") * 32
+EXPF_SHIFT = float.fromhex("0x1.8p+52")
+EXPF_C0 = float.fromhex("0x1.c6af84b912394p-5") / 32 / 32 / 32
+EXPF_C1 = float.fromhex("0x1.ebfce50fac4f3p-3") / 32 / 32
+EXPF_C2 = float.fromhex("0x1.62e42ff0c52d6p-1") / 32
+EXPF_OFLOW = np.float32(float.fromhex("0x1.62e42ep6"))  # above: +inf
+EXPF_UFLOW = np.float32(float.fromhex("-0x1.9fe368p6"))  # below: +0
+_F32_88 = np.float32(88.0)
+
+
+@njit(**CPU_INLINE)
+def expf_libm(x):
+    """``exp(x)`` of a float32 as glibc's ``expf`` computes it on x86-64 with
+    FMA (torch's ``std::exp`` on float): the remainder ``x*32/ln2 - k`` is one
+    fused multiply-add, the cubic two."""
+    if x != x:
+        return x
+    if abs(x) >= _F32_88:
+        if x == -_F32_INF:
+            return _F32_ZERO
+        if x == _F32_INF or x > EXPF_OFLOW:
+            return _F32_INF
+        if x < EXPF_UFLOW:
+            return _F32_ZERO
+    xd = np.float64(x)
+    kd = EXPF_INVLN2N * xd + EXPF_SHIFT  # no fusing: fastmath is off
+    kd = kd - EXPF_SHIFT  # round(x * 32/ln2), ties to even
+    k = np.int64(kd)
+    r = fma64(EXPF_INVLN2N, xd, -kd)
+    s = f64_from_bits(EXP2F_TAB[k & 31] + (k << 47))
+    p = fma64(EXPF_C0, r, EXPF_C1)
+    y = fma64(EXPF_C2, r, 1.0)
+    y = fma64(p, r * r, y)
+    return np.float32(y * s)

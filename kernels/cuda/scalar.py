@@ -44,6 +44,24 @@ from ..modes import (
     Q_TFLITE,
     Q_TWO,
 )
+from ..cpu.scalar import (
+    EXP2F_TAB,
+    EXPF_C0,
+    EXPF_C1,
+    EXPF_C2,
+    EXPF_INVLN2N,
+    EXPF_OFLOW,
+    EXPF_SHIFT,
+    EXPF_UFLOW,
+    SLEEF_L2L,
+    SLEEF_L2U,
+    SLEEF_P0,
+    SLEEF_P1,
+    SLEEF_P2,
+    SLEEF_P3,
+    SLEEF_P4,
+    SLEEF_R_LN2,
+)
 from . import DEVICE
 
 _TWO63 = 9223372036854775808.0
@@ -175,6 +193,16 @@ if SIMULATOR:
         """The float32 next to ``a`` in the direction of ``b``."""
         return np.nextafter(np.float32(a), np.float32(b))
 
+    @cuda.jit(**DEVICE)
+    def f32_from_bits(i):
+        """The float32 whose bits are the int32 ``i``."""
+        return np.array([i], np.int32).view(np.float32)[0]
+
+    @cuda.jit(**DEVICE)
+    def f64_from_bits(i):
+        """The float64 whose bits are the int64 ``i``."""
+        return np.array([i], np.int64).view(np.float64)[0]
+
 else:
     from numba.cuda import libdevice
 
@@ -227,6 +255,16 @@ else:
     def nextafter32(a, b):
         """The float32 next to ``a`` in the direction of ``b``."""
         return libdevice.nextafterf(np.float32(a), np.float32(b))
+
+    @cuda.jit(**DEVICE)
+    def f32_from_bits(i):
+        """The float32 whose bits are the int32 ``i``."""
+        return libdevice.int_as_float(np.int32(i))
+
+    @cuda.jit(**DEVICE)
+    def f64_from_bits(i):
+        """The float64 whose bits are the int64 ``i``."""
+        return libdevice.longlong_as_double(np.int64(i))
 
 
 @cuda.jit(**DEVICE)
@@ -449,3 +487,65 @@ def rescale_exact(d, m1, m2, k):
     if -k >= 35:
         return np.int64(0)
     return div_rne(n, m2 << (-k))
+
+
+# --------------------------------------------------------------------------
+# float32 exponentials of torch's softmax (``kernels/cpu/scalar.py``)
+# --------------------------------------------------------------------------
+_F32_ONE = np.float32(1.0)
+_F32_ZERO = np.float32(0.0)
+_F32_HALF = np.float32(0.5)
+_F32_INF = np.float32(np.inf)
+_F32_88 = np.float32(88.0)
+_F32_SLEEF_LO = np.float32(-104.0)
+_F32_SLEEF_HI = np.float32(100.0)
+
+
+@cuda.jit(**DEVICE)
+def expf_sleef(d):
+    """Sleef's ``expf16_u10``, as :func:`qops.kernels.cpu.scalar.expf_sleef`."""
+    d = np.float32(d)
+    if d != d:
+        return d
+    if d < _F32_SLEEF_LO:
+        return _F32_ZERO
+    if d > _F32_SLEEF_HI:
+        return _F32_INF
+    q = np.int32(rint(np.float64(mul32(d, SLEEF_R_LN2))))
+    qf = np.float32(q)
+    s = fma32(qf, SLEEF_L2U, d)
+    s = fma32(qf, SLEEF_L2L, s)
+    u = fma32(SLEEF_P0, s, SLEEF_P1)
+    u = fma32(u, s, SLEEF_P2)
+    u = fma32(u, s, SLEEF_P3)
+    u = fma32(u, s, SLEEF_P4)
+    u = fma32(u, s, _F32_HALF)
+    u = add32(_F32_ONE, fma32(mul32(s, s), u, s))
+    h = q >> 1
+    u = mul32(u, f32_from_bits(np.int32((h + 127) << 23)))
+    return mul32(u, f32_from_bits(np.int32((q - h + 127) << 23)))
+
+
+@cuda.jit(**DEVICE)
+def expf_libm(x):
+    """glibc's ``expf``, as :func:`qops.kernels.cpu.scalar.expf_libm`."""
+    x = np.float32(x)
+    if x != x:
+        return x
+    if abs(x) >= _F32_88:
+        if x == -_F32_INF:
+            return _F32_ZERO
+        if x == _F32_INF or x > EXPF_OFLOW:
+            return _F32_INF
+        if x < EXPF_UFLOW:
+            return _F32_ZERO
+    xd = np.float64(x)
+    kd = mul64(EXPF_INVLN2N, xd) + EXPF_SHIFT
+    kd = kd - EXPF_SHIFT
+    k = np.int64(kd)
+    r = fma64(EXPF_INVLN2N, xd, -kd)
+    s = f64_from_bits(EXP2F_TAB[k & 31] + (k << 47))
+    p = fma64(EXPF_C0, r, EXPF_C1)
+    y = fma64(EXPF_C2, r, 1.0)
+    y = fma64(p, mul64(r, r), y)
+    return np.float32(mul64(y, s))
