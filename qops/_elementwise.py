@@ -15,11 +15,11 @@ import numbers
 import numpy as np
 
 from . import _dispatch
-from ._device import is_cuda_array
+from ._device import is_cuda_array, to_device
 from ._ops import dequantize, quantize_per_tensor, requantize
 from ._validate import check_scale, check_zero_point
 from .dtypes import per_tensor_affine, per_tensor_symmetric, qint8, qint32, quint8
-from .kernels.cpu.elementwise import OP_ADD, OP_ADD_SCALAR, OP_MUL
+from .kernels.cpu.elementwise import OP_ADD, OP_ADD_SCALAR, OP_MUL, softmax_vector_columns
 from .numerics import resolve_numerics
 from .qtensor import QTensor
 
@@ -820,16 +820,21 @@ def _contig(a):
 
 
 # ------------------------------------------------------------------ softmax
-def softmax(input, dim, scale, zero_point, *, numerics=None) -> QTensor:
+def softmax(input, dim, scale, zero_point, *, numerics=None, torch_threads=1) -> QTensor:
     """Quantized softmax along ``dim`` (``torch.ops.quantized.softmax``).
 
     torch 2.13 (every engine but qnnpack, and qnnpack outside its special
-    case) dequantizes, runs the float32 softmax and quantizes with ``(scale,
-    zero_point)``; qint8 is accepted like quint8.  qops dequantizes and
-    quantizes with torch's arithmetic and computes the softmax in float64,
-    rounded once to float32; torch's vectorised ``exp`` and summation can
-    differ in the last float bit, so rare outputs differ by one (measured
-    rates in ``docs/ops_elementwise.md``).
+    case) dequantizes, runs its float32 softmax and quantizes with ``(scale,
+    zero_point)``; qint8 and qint32 are accepted like quint8.  qops runs the
+    same float32 arithmetic: Sleef's vectorised ``exp``, torch's summation
+    order and its final multiply or divide, so the integers are torch's.
+
+    Over the last dimension the result does not depend on threads.  Over any
+    other dimension torch splits the columns of the ``(outer, n, inner)``
+    view between its intra-op threads, and the columns that do not fill a
+    block of 16 at the end of a thread's range or of a row take its scalar
+    path (glibc's ``expf``, whose last bit can differ from Sleef's):
+    ``torch_threads`` is the thread count whose split is reproduced.
 
     Parameters
     ----------
@@ -842,6 +847,9 @@ def softmax(input, dim, scale, zero_point, *, numerics=None) -> QTensor:
         input with output ``scale == 2**-8`` and ``zero_point == 0`` (torch
         runs QNNPACK's lookup-table kernel there); reference: float64
         softmax of the exact dequantized values, one rounding.
+    torch_threads : int, optional
+        torch's intra-op thread count (``torch.get_num_threads()``) to
+        reproduce for a softmax over a non-last dimension; default 1.
 
     Returns
     -------
@@ -865,6 +873,10 @@ def softmax(input, dim, scale, zero_point, *, numerics=None) -> QTensor:
     lim = max(nd, 1)
     if not -lim <= int(dim) < lim:
         raise ValueError(f"{op}: dim={dim} is out of range for a {nd}-dimensional input")
+    if isinstance(torch_threads, (bool, np.bool_)) or not isinstance(torch_threads, numbers.Integral):
+        raise TypeError(f"{op}: torch_threads must be an integer, got {torch_threads!r}")
+    if int(torch_threads) < 1:
+        raise ValueError(f"{op}: torch_threads must be at least 1, got {torch_threads}")
     d = int(dim) % lim
     if profile not in _TORCH and profile != "reference":
         raise _not_implemented(op, profile)
@@ -881,25 +893,37 @@ def softmax(input, dim, scale, zero_point, *, numerics=None) -> QTensor:
     outer = math.prod(shape[:d])
     n = shape[d] if nd else 1
     inner = math.prod(shape[d + 1:])
-    if device == "cpu" and not ref and dtype is not qint32:
+    if ref:
+        f = dequantize(x, numerics="reference").reshape(-1)
+        y = _empty(device, f.size, np.float64)
+        out = _empty(device, f.size, dtype.storage)
+        if f.size:
+            _dispatch.run("elementwise.softmax_reference", device, f, y, outer, n, inner)
+            _dispatch.run("elementwise.quantize_exact", device, y, float(_F32(so)), zo,
+                          dtype.qmin, dtype.qmax, out)
+        return QTensor._per_tensor(out.reshape(shape), dtype, so, zo)
+    # torch: softmax_lastdim_kernel when dim is the last one, else softmax_kernel
+    lastdim = d == nd - 1 or nd == 0
+    flags = np.zeros(0 if lastdim else outer * inner, np.uint8)
+    if not lastdim and flags.size and n:
+        softmax_vector_columns(outer, n, inner, int(torch_threads), flags)
+    if device == "cpu" and dtype is not qint32:
         # 8-bit input has 256 levels: exp(x - max) per (row maximum, level)
-        # from tables, the same float64 values as the general kernel's
+        # from tables, the same float32 values as the general kernels'
         levels = (np.arange(256) - (128 if dtype is qint8 else 0)).astype(dtype.storage)
         xv = dequantize(QTensor._per_tensor(levels, dtype, x._scale, x._zero_point), numerics="fbgemm")
         q = np.ascontiguousarray(x._data).reshape(-1)
         y = np.empty(q.size, np.float32)
         if q.size:
-            _dispatch.run("elementwise.softmax_levels", "cpu", q, np.asarray(xv, np.float32), y,
-                          outer, n, inner)
+            _dispatch.run("elementwise.softmax_levels", "cpu", q, np.asarray(xv, np.float32), flags, y,
+                          outer, n, inner, lastdim)
         return quantize_per_tensor(y.reshape(shape), so, zo, dtype, numerics="fbgemm")
-    f = dequantize(x, numerics="reference" if ref else "fbgemm").reshape(-1)
-    y = _empty(device, f.size, np.float64 if ref else np.float32)
+    f = _contig(dequantize(x, numerics="fbgemm")).reshape(-1)
+    y = _empty(device, f.size, np.float32)
     if f.size:
-        _dispatch.run("elementwise.softmax_axis", device, f, y, outer, n, inner)
-    if ref:
-        out = _empty(device, f.size, dtype.storage)
-        if f.size:
-            _dispatch.run("elementwise.quantize_exact", device, y, float(_F32(so)), zo,
-                          dtype.qmin, dtype.qmax, out)
-        return QTensor._per_tensor(out.reshape(shape), dtype, so, zo)
+        if lastdim:
+            _dispatch.run("elementwise.softmax_rows", device, f, y, outer * inner, n)
+        else:
+            _dispatch.run("elementwise.softmax_columns", device, f, to_device(flags, device), y,
+                          outer, n, inner)
     return quantize_per_tensor(y.reshape(shape), so, zo, dtype, numerics="fbgemm")

@@ -189,6 +189,12 @@ register(Sweep(name="matmul", cases=_mm_cases, run=_mm_run, peers={"torch": _mm_
                profiles=("fbgemm", "qnnpack", "onednn", "reference")))
 
 
+#: torch's intra-op threads for the softmax sweep: over dim 0 of (7, 45) two
+#: threads split the 45 columns into 23 + 22, so both of torch's column paths
+#: (16-column vector blocks and the scalar rest) occur.
+_SOFTMAX_THREADS = 2
+
+
 def _sm_cases(data):
     out = []
     for name, dtype in _DTYPES.items():
@@ -196,13 +202,15 @@ def _sm_cases(data):
         a = _ints(dtype, 7)[:7 * 45].reshape(7, 45)
         for dim in (1, 0):
             out.append(Case(f"{name} dim={dim}", {"a": a, "sa": 0.05, "za": 128 - d, "dim": dim,
-                                                  "so": 1e-3, "zo": -d, "dtype": name}))
+                                                  "so": 1e-3, "zo": -d, "dtype": name,
+                                                  "threads": _SOFTMAX_THREADS}))
     return out
 
 
 def _sm_run(case, profile):
     a = case.args
-    return E.softmax(_q(case, "a"), a["dim"], a["so"], a["zo"], numerics=profile).int_repr()
+    return E.softmax(_q(case, "a"), a["dim"], a["so"], a["zo"], numerics=profile,
+                     torch_threads=a["threads"]).int_repr()
 
 
 def _sm_torch(peer, case, profile):
@@ -210,8 +218,14 @@ def _sm_torch(peer, case, profile):
         return None
     peer.engine(profile)
     a = case.args
-    return peer.torch.ops.quantized.softmax(_torch_q(peer, case, "a"), a["dim"], a["so"],
-                                            a["zo"]).int_repr().numpy()
+    torch = peer.torch
+    old = torch.get_num_threads()
+    torch.set_num_threads(a["threads"])
+    try:
+        return torch.ops.quantized.softmax(_torch_q(peer, case, "a"), a["dim"], a["so"],
+                                           a["zo"]).int_repr().numpy()
+    finally:
+        torch.set_num_threads(old)
 
 
 register(Sweep(name="softmax", cases=_sm_cases, run=_sm_run, peers={"torch": _sm_torch},

@@ -28,7 +28,7 @@ from numba import njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL
 from ._llvm import add_i32, fma32, fma64
-from .scalar import clamp_int, clamp_rint, lrint64, rne_div_exact, wrap32
+from .scalar import clamp_int, clamp_rint, expf_libm, expf_sleef, lrint64, rne_div_exact, wrap32
 
 OP_ADD = 0
 OP_MUL = 1
@@ -38,6 +38,7 @@ _INT32_MIN = -2147483648
 _CVT_LIMIT = 2147483648.0
 _F32_INT32_MAX = np.float32(2147483520.0)  # largest float32 below 2**31
 _F32_ZERO = np.float32(0.0)
+_F32_ONE = np.float32(1.0)
 
 
 @njit(**CPU_INLINE)
@@ -369,12 +370,22 @@ def matmul_reference(a, b, za, zb, scale, so, zo, qmin, qmax, out):
 
 
 # ------------------------------------------------------------------ softmax
+# torch 2.13's float32 softmax (``SoftMaxKernel.cpp``), which the quantized
+# softmax runs between dequantize and quantize:
+#
+# last dim   per row: ``m = max``, ``e = exp_sleef(x - m)``, ``s`` = the
+#            ``vec::reduce_all`` sum (16 lanes, then a 8/4/2/1 lane tree),
+#            ``y = e * fl(1 / s)``.
+# other dim  per column of the ``(outer, n, inner)`` view, the columns split
+#            over torch's threads; groups of 16 adjacent columns inside one
+#            thread's range and one row take the vector path (``exp_sleef``),
+#            the rest the scalar path (glibc ``expf``); both sum the column
+#            in order from 0 in float32 and divide: ``y = e / s``.
 @njit(**CPU_PARALLEL)
-def softmax_axis(x, out, outer, n, inner):
-    """Softmax of the flat float32 array ``x`` viewed as ``(outer, n, inner)``
-    along its middle axis, computed in float64 (max subtracted, exp, sum, one
-    division) and stored in ``out``'s dtype (float32: rounded once; float64:
-    the reference's values)."""
+def softmax_reference(x, out, outer, n, inner):
+    """The reference softmax: float64 (max subtracted, exp, sum, one division)
+    of the flat float64 ``x`` viewed as ``(outer, n, inner)``, along the middle
+    axis, into the float64 ``out``."""
     for t in prange(outer * inner):
         o = t // inner
         base = o * n * inner + (t - o * inner)
@@ -388,6 +399,178 @@ def softmax_axis(x, out, outer, n, inner):
             s += np.exp(np.float64(x[base + j * inner]) - mx)
         for j in range(n):
             out[base + j * inner] = np.exp(np.float64(x[base + j * inner]) - mx) / s
+
+
+@njit(**CPU)
+def softmax_vector_columns(outer, n, inner, threads, flags):
+    """``flags[c] = 1`` where column ``c`` (of ``outer * inner``) takes torch's
+    vector path in a softmax over a non-last dim with ``threads`` intra-op
+    threads (``_vec_softmax``: ``parallel_for`` with grain ``min(32768 // n,
+    1)``, each thread's range walked in blocks of 16 columns of one row)."""
+    total = outer * inner
+    grain = min(32768 // n, 1)
+    nt = 1
+    if total > grain and total > 1 and threads > 1:
+        nt = threads if grain == 0 else min(threads, (total + grain - 1) // grain)
+    chunk = (total + nt - 1) // nt
+    for b in range(0, total, chunk):
+        end = min(total, b + chunk)
+        idx = b
+        while idx < end:
+            ii = idx % inner
+            if ii + 16 <= inner and idx + 16 <= end:
+                for c in range(idx, idx + 16):
+                    flags[c] = 1
+                idx += 16
+            else:
+                tail = end - idx if idx + 16 > end else inner - ii
+                for c in range(idx, idx + tail):
+                    flags[c] = 0
+                idx += tail
+
+
+@njit(**CPU_INLINE)
+def _max_nan(m, v):
+    """``vec::maximum``: the larger value, NaN once either is NaN."""
+    return v if (v > m or v != v) else m
+
+
+@njit(**CPU_INLINE)
+def vec_sum(e, n):
+    """torch's ``vec::reduce_all`` float32 sum of ``e[:n]`` (AVX-512): below 16
+    values in order; otherwise 16 lane sums (a tail of ``n % 16`` values into
+    the first lanes) reduced as lanes ``i + (i ^ 8)``, ``i ^ 4``, ``i ^ 2``,
+    ``i ^ 1``.  The lanes are 16 scalars, which LLVM keeps in registers (an
+    array of lanes would be stored and reloaded every step: 4x slower)."""
+    if n < 16:
+        s = e[0]
+        for j in range(1, n):
+            s = s + e[j]
+        return s
+    a0 = e[0]
+    a1 = e[1]
+    a2 = e[2]
+    a3 = e[3]
+    a4 = e[4]
+    a5 = e[5]
+    a6 = e[6]
+    a7 = e[7]
+    a8 = e[8]
+    a9 = e[9]
+    a10 = e[10]
+    a11 = e[11]
+    a12 = e[12]
+    a13 = e[13]
+    a14 = e[14]
+    a15 = e[15]
+    full = n - n % 16
+    for d in range(16, full, 16):
+        a0 = a0 + e[d + 0]
+        a1 = a1 + e[d + 1]
+        a2 = a2 + e[d + 2]
+        a3 = a3 + e[d + 3]
+        a4 = a4 + e[d + 4]
+        a5 = a5 + e[d + 5]
+        a6 = a6 + e[d + 6]
+        a7 = a7 + e[d + 7]
+        a8 = a8 + e[d + 8]
+        a9 = a9 + e[d + 9]
+        a10 = a10 + e[d + 10]
+        a11 = a11 + e[d + 11]
+        a12 = a12 + e[d + 12]
+        a13 = a13 + e[d + 13]
+        a14 = a14 + e[d + 14]
+        a15 = a15 + e[d + 15]
+    r = n - full
+    if r > 0:
+        a0 = a0 + e[full + 0]
+    if r > 1:
+        a1 = a1 + e[full + 1]
+    if r > 2:
+        a2 = a2 + e[full + 2]
+    if r > 3:
+        a3 = a3 + e[full + 3]
+    if r > 4:
+        a4 = a4 + e[full + 4]
+    if r > 5:
+        a5 = a5 + e[full + 5]
+    if r > 6:
+        a6 = a6 + e[full + 6]
+    if r > 7:
+        a7 = a7 + e[full + 7]
+    if r > 8:
+        a8 = a8 + e[full + 8]
+    if r > 9:
+        a9 = a9 + e[full + 9]
+    if r > 10:
+        a10 = a10 + e[full + 10]
+    if r > 11:
+        a11 = a11 + e[full + 11]
+    if r > 12:
+        a12 = a12 + e[full + 12]
+    if r > 13:
+        a13 = a13 + e[full + 13]
+    if r > 14:
+        a14 = a14 + e[full + 14]
+    b0, b1, b2, b3 = a0 + a8, a1 + a9, a2 + a10, a3 + a11
+    b4, b5, b6, b7 = a4 + a12, a5 + a13, a6 + a14, a7 + a15
+    c0, c1, c2, c3 = b0 + b4, b1 + b5, b2 + b6, b3 + b7
+    return (c0 + c2) + (c1 + c3)
+
+
+@njit(**CPU_INLINE)
+def _softmax_row(x, e, n):
+    """One last-dim row: float32 ``x[:n]`` -> ``e[:n]``."""
+    m = x[0]
+    for j in range(1, n):
+        m = _max_nan(m, x[j])
+    for j in range(n):
+        e[j] = expf_sleef(x[j] - m)
+    inv = _F32_ONE / vec_sum(e, n)
+    for j in range(n):
+        e[j] = e[j] * inv
+
+
+@njit(**CPU_PARALLEL)
+def softmax_rows(x, out, rows, n):
+    """torch's last-dim softmax of the float32 ``x`` viewed as ``(rows, n)``."""
+    per = max(1, 16384 // n)
+    for c in prange((rows + per - 1) // per):
+        for r in range(c * per, min(rows, (c + 1) * per)):
+            _softmax_row(x[r * n:(r + 1) * n], out[r * n:(r + 1) * n], n)
+
+
+@njit(**CPU_PARALLEL)
+def softmax_columns(x, flags, out, outer, n, inner):
+    """torch's softmax of the float32 ``x`` viewed as ``(outer, n, inner)``
+    along the middle axis; ``flags`` from :func:`softmax_vector_columns`.
+    Blocks of 16 adjacent columns, so that each step reads 16 neighbours."""
+    nb = (inner + 15) // 16
+    for t in prange(outer * nb):
+        o = t // nb
+        c0 = (t - o * nb) * 16
+        w = min(16, inner - c0)
+        base = o * n * inner + c0
+        fl = flags[o * inner + c0:o * inner + c0 + w]
+        m = np.empty(16, np.float32)
+        s = np.zeros(16, np.float32)
+        for lane in range(w):
+            m[lane] = x[base + lane]
+        for d in range(1, n):
+            row = base + d * inner
+            for lane in range(w):
+                m[lane] = _max_nan(m[lane], x[row + lane])
+        for d in range(n):
+            row = base + d * inner
+            for lane in range(w):
+                v = x[row + lane] - m[lane]
+                e = expf_sleef(v) if fl[lane] else expf_libm(v)
+                out[row + lane] = e
+                s[lane] = s[lane] + e
+        for d in range(n):
+            row = base + d * inner
+            for lane in range(w):
+                out[row + lane] = out[row + lane] / s[lane]
 
 
 @njit(**CPU)
@@ -415,131 +598,211 @@ def _softmax_max_levels(q, outer, n, inner, mlev):
 
 
 @njit(**CPU)
-def _softmax_tables(levels, xv, used, tables):
-    """``tables[m, k] = exp(xv[k] - xv[m])`` (float64) for the used maxima ``m``
-    (one thread: at most 65536 exponentials)."""
-    for m in range(levels):
+def _softmax_tables(xv, used, sleef, tables):
+    """``tables[m, k] = exp(xv[k] - xv[m])`` in float32 (``expf_sleef`` or
+    ``expf_libm``) for the used maxima ``m``: at most 65536 exponentials."""
+    for m in range(256):
         if used[m]:
-            mx = np.float64(xv[m])
-            for k in range(levels):
-                tables[m, k] = np.exp(np.float64(xv[k]) - mx)
+            mx = xv[m]
+            for k in range(256):
+                tables[m, k] = expf_sleef(xv[k] - mx) if sleef else expf_libm(xv[k] - mx)
 
 
 @njit(**CPU_INLINE)
-def _softmax_rows8_contig(q, off, tables, mlev, n, out, e, r0, r1):
-    """Contiguous rows ``[r0, r1)`` (``inner == 1``).  Each row's float64 sum
-    runs in index order as in :func:`softmax_axis`; four rows are summed in
-    one loop, so that four independent addition chains hide the adder's
-    latency (the order within each row is unchanged)."""
+def _lks(tab, qr, e, i, offu):
+    """``e[i] = tab[byte qr[i] ^ off]``, returned (unsigned ``i``)."""
+    v = tab[np.uint64(np.uint8(qr[i])) ^ offu]
+    e[i] = v
+    return v
+
+
+@njit(**CPU_INLINE)
+def _lookup_sum(tab, qr, e, n, offu):
+    """``e[j] = tab[qr[j]]`` and the :func:`vec_sum` of ``e`` in one pass, the
+    16 lanes in registers, indices unsigned (no negative-index fix-ups)."""
+    nu = np.uint64(n)
+    if nu < np.uint64(16):
+        s = _lks(tab, qr, e, np.uint64(0), offu)
+        for j in range(np.uint64(1), nu):
+            s = s + _lks(tab, qr, e, j, offu)
+        return s
+    a0, a1, a2, a3 = (_lks(tab, qr, e, np.uint64(0), offu), _lks(tab, qr, e, np.uint64(1), offu),
+                      _lks(tab, qr, e, np.uint64(2), offu), _lks(tab, qr, e, np.uint64(3), offu))
+    a4, a5, a6, a7 = (_lks(tab, qr, e, np.uint64(4), offu), _lks(tab, qr, e, np.uint64(5), offu),
+                      _lks(tab, qr, e, np.uint64(6), offu), _lks(tab, qr, e, np.uint64(7), offu))
+    a8, a9, a10, a11 = (_lks(tab, qr, e, np.uint64(8), offu), _lks(tab, qr, e, np.uint64(9), offu),
+                        _lks(tab, qr, e, np.uint64(10), offu), _lks(tab, qr, e, np.uint64(11), offu))
+    a12, a13, a14, a15 = (_lks(tab, qr, e, np.uint64(12), offu), _lks(tab, qr, e, np.uint64(13), offu),
+                          _lks(tab, qr, e, np.uint64(14), offu), _lks(tab, qr, e, np.uint64(15), offu))
+    full = nu - nu % np.uint64(16)
+    for d in range(np.uint64(16), full, np.uint64(16)):
+        a0 = a0 + _lks(tab, qr, e, d + np.uint64(0), offu)
+        a1 = a1 + _lks(tab, qr, e, d + np.uint64(1), offu)
+        a2 = a2 + _lks(tab, qr, e, d + np.uint64(2), offu)
+        a3 = a3 + _lks(tab, qr, e, d + np.uint64(3), offu)
+        a4 = a4 + _lks(tab, qr, e, d + np.uint64(4), offu)
+        a5 = a5 + _lks(tab, qr, e, d + np.uint64(5), offu)
+        a6 = a6 + _lks(tab, qr, e, d + np.uint64(6), offu)
+        a7 = a7 + _lks(tab, qr, e, d + np.uint64(7), offu)
+        a8 = a8 + _lks(tab, qr, e, d + np.uint64(8), offu)
+        a9 = a9 + _lks(tab, qr, e, d + np.uint64(9), offu)
+        a10 = a10 + _lks(tab, qr, e, d + np.uint64(10), offu)
+        a11 = a11 + _lks(tab, qr, e, d + np.uint64(11), offu)
+        a12 = a12 + _lks(tab, qr, e, d + np.uint64(12), offu)
+        a13 = a13 + _lks(tab, qr, e, d + np.uint64(13), offu)
+        a14 = a14 + _lks(tab, qr, e, d + np.uint64(14), offu)
+        a15 = a15 + _lks(tab, qr, e, d + np.uint64(15), offu)
+    r = nu - full
+    if r > 0:
+        a0 = a0 + _lks(tab, qr, e, full + np.uint64(0), offu)
+    if r > 1:
+        a1 = a1 + _lks(tab, qr, e, full + np.uint64(1), offu)
+    if r > 2:
+        a2 = a2 + _lks(tab, qr, e, full + np.uint64(2), offu)
+    if r > 3:
+        a3 = a3 + _lks(tab, qr, e, full + np.uint64(3), offu)
+    if r > 4:
+        a4 = a4 + _lks(tab, qr, e, full + np.uint64(4), offu)
+    if r > 5:
+        a5 = a5 + _lks(tab, qr, e, full + np.uint64(5), offu)
+    if r > 6:
+        a6 = a6 + _lks(tab, qr, e, full + np.uint64(6), offu)
+    if r > 7:
+        a7 = a7 + _lks(tab, qr, e, full + np.uint64(7), offu)
+    if r > 8:
+        a8 = a8 + _lks(tab, qr, e, full + np.uint64(8), offu)
+    if r > 9:
+        a9 = a9 + _lks(tab, qr, e, full + np.uint64(9), offu)
+    if r > 10:
+        a10 = a10 + _lks(tab, qr, e, full + np.uint64(10), offu)
+    if r > 11:
+        a11 = a11 + _lks(tab, qr, e, full + np.uint64(11), offu)
+    if r > 12:
+        a12 = a12 + _lks(tab, qr, e, full + np.uint64(12), offu)
+    if r > 13:
+        a13 = a13 + _lks(tab, qr, e, full + np.uint64(13), offu)
+    if r > 14:
+        a14 = a14 + _lks(tab, qr, e, full + np.uint64(14), offu)
+    b0, b1, b2, b3 = a0 + a8, a1 + a9, a2 + a10, a3 + a11
+    b4, b5, b6, b7 = a4 + a12, a5 + a13, a6 + a14, a7 + a15
+    c0, c1, c2, c3 = b0 + b4, b1 + b5, b2 + b6, b3 + b7
+    return (c0 + c2) + (c1 + c3)
+
+
+#: Rows per block of the 8-bit last-dim softmax: the block's ``e`` values
+#: are all stored before any is scaled, so the vectorised scaling loads never
+#: wait on the element-wise stores still in flight (that stall doubled the
+#: time when each row was scaled right after its lookups).
+_ROWS8_BLOCK = 8
+
+
+@njit(**CPU_INLINE)
+def _softmax_rows8(q, off, tables, mlev, n, out, r0, r1):
+    """Last-dim rows ``[r0, r1)`` of 8-bit data: ``e`` from the row maximum's
+    table, the :func:`vec_sum` of ``e`` and ``e * fl(1 / sum)`` as in
+    :func:`_softmax_row`."""
     nu = np.uint64(n)
     offu = np.uint64(off)
-    o = r0
-    while o + 4 <= r1:
-        t0 = tables[mlev[o] + off]
-        t1 = tables[mlev[o + 1] + off]
-        t2 = tables[mlev[o + 2] + off]
-        t3 = tables[mlev[o + 3] + off]
-        q0 = q[o * n:(o + 1) * n]
-        q1 = q[(o + 1) * n:(o + 2) * n]
-        q2 = q[(o + 2) * n:(o + 3) * n]
-        q3 = q[(o + 3) * n:(o + 4) * n]
-        s0 = s1 = s2 = s3 = 0.0
-        for j in range(nu):
-            v0 = t0[np.uint64(np.uint8(q0[j])) ^ offu]
-            v1 = t1[np.uint64(np.uint8(q1[j])) ^ offu]
-            v2 = t2[np.uint64(np.uint8(q2[j])) ^ offu]
-            v3 = t3[np.uint64(np.uint8(q3[j])) ^ offu]
-            e[j] = v0
-            e[nu + j] = v1
-            e[2 * nu + j] = v2
-            e[3 * nu + j] = v3
-            s0 += v0
-            s1 += v1
-            s2 += v2
-            s3 += v3
-        orow = out[o * n:(o + 4) * n]
-        for j in range(nu):  # vectorised divisions
-            orow[j] = e[j] / s0
-        for j in range(nu, 2 * nu):
-            orow[j] = e[j] / s1
-        for j in range(2 * nu, 3 * nu):
-            orow[j] = e[j] / s2
-        for j in range(3 * nu, 4 * nu):
-            orow[j] = e[j] / s3
-        o += 4
-    while o < r1:
-        tab = tables[mlev[o] + off]
-        qr = q[o * n:(o + 1) * n]
-        s = 0.0
-        for j in range(nu):
-            v = tab[np.uint64(np.uint8(qr[j])) ^ offu]
-            e[j] = v
-            s += v
-        orow = out[o * n:(o + 1) * n]
-        for j in range(nu):
-            orow[j] = e[j] / s
-        o += 1
+    inv = np.empty(_ROWS8_BLOCK, np.float32)
+    for b0 in range(r0, r1, _ROWS8_BLOCK):
+        b1 = min(r1, b0 + _ROWS8_BLOCK)
+        for o in range(b0, b1):
+            inv[o - b0] = _F32_ONE / _lookup_sum(tables[mlev[o] + off], q[o * n:(o + 1) * n],
+                                                 out[o * n:(o + 1) * n], n, offu)
+        for o in range(b0, b1):
+            e = out[o * n:(o + 1) * n]
+            s = inv[o - b0]
+            for j in range(nu):
+                e[j] = e[j] * s
+
+
+@njit(**CPU_INLINE)
+def _softmax_columns8(q, off, tv, ts, flags, mlev, outer, n, inner, out, b0, b1):
+    """Column blocks ``[b0, b1)`` (16 adjacent columns of one outer index) of
+    8-bit data, as :func:`softmax_columns` with the exponentials from the
+    tables (``tv``: vector path, ``ts``: scalar path)."""
+    nb = (inner + 15) // 16
+    s = np.empty(16, np.float32)
+    for t in range(b0, b1):
+        o = t // nb
+        c0 = (t - o * nb) * 16
+        w = min(16, inner - c0)
+        base = o * n * inner + c0
+        col = o * inner + c0
+        for lane in range(w):
+            s[lane] = _F32_ZERO
+        for d in range(n):
+            row = base + d * inner
+            for lane in range(w):
+                k = mlev[col + lane] + off
+                tab = tv[k] if flags[col + lane] else ts[k]
+                e = tab[np.int64(q[row + lane]) + off]
+                out[row + lane] = e
+                s[lane] = s[lane] + e
+        for d in range(n):
+            row = base + d * inner
+            for lane in range(w):
+                out[row + lane] = out[row + lane] / s[lane]
 
 
 @njit(**CPU)
-def _softmax_rows8_serial(q, off, tables, mlev, outer, n, inner, out):
-    if inner == 1:
-        _softmax_rows8_contig(q, off, tables, mlev, n, out, np.empty(4 * n, np.float64), 0, outer)
-        return
-    _softmax_rows8_strided(q, off, tables, mlev, outer, n, inner, out, 0, outer * inner)
+def _softmax_levels_serial(q, off, tv, ts, flags, mlev, outer, n, inner, lastdim, out):
+    if lastdim:
+        _softmax_rows8(q, off, tv, mlev, n, out, 0, outer)
+    else:
+        _softmax_columns8(q, off, tv, ts, flags, mlev, outer, n, inner, out, 0,
+                          outer * ((inner + 15) // 16))
 
 
 @njit(**CPU_PARALLEL)
-def _softmax_rows8_parallel(q, off, tables, mlev, outer, n, inner, out):
-    if inner == 1:
-        per = max(4, 16384 // n // 4 * 4)  # rows per work item, a multiple of 4
+def _softmax_levels_parallel(q, off, tv, ts, flags, mlev, outer, n, inner, lastdim, out):
+    if lastdim:
+        per = max(1, 16384 // n)
         for c in prange((outer + per - 1) // per):
-            _softmax_rows8_contig(q, off, tables, mlev, n, out, np.empty(4 * n, np.float64),
-                                  c * per, min(outer, (c + 1) * per))
+            _softmax_rows8(q, off, tv, mlev, n, out, c * per, min(outer, (c + 1) * per))
         return
-    rows = outer * inner
-    step = max(1, 16384 // n)
-    for c in prange((rows + step - 1) // step):
-        _softmax_rows8_strided(q, off, tables, mlev, outer, n, inner, out, c * step,
-                               min(rows, (c + 1) * step))
+    blocks = outer * ((inner + 15) // 16)
+    step = max(1, 1024 // n)
+    for c in prange((blocks + step - 1) // step):
+        _softmax_columns8(q, off, tv, ts, flags, mlev, outer, n, inner, out, c * step,
+                          min(blocks, (c + 1) * step))
 
 
-@njit(**CPU_INLINE)
-def _softmax_rows8_strided(q, off, tables, mlev, outer, n, inner, out, t0, t1):
-    for t in range(t0, t1):
-        o = t // inner
-        base = o * n * inner + (t - o * inner)
-        tab = tables[mlev[t] + off]
-        s = 0.0
-        for j in range(n):
-            s += tab[np.int64(q[base + j * inner]) + off]
-        for j in range(n):
-            out[base + j * inner] = tab[np.int64(q[base + j * inner]) + off] / s
-
-
-#: Elements from which the 8-bit softmax rows run in parallel: one thread
-#: does 1M in about 0.5 ms, and a second thread woken for less work rarely
-#: starts in time on the reference machine.
+#: Elements from which the 8-bit softmax runs in parallel: one thread does 1M
+#: in about 0.5 ms, and a second thread woken for less work rarely starts in
+#: time on the reference machine.
 SOFTMAX_PARALLEL_MIN = 1 << 23
 
 
-def softmax_levels(q, xv, out, outer, n, inner):
-    """:func:`softmax_axis` of 8-bit data from its 256 levels: ``xv[k]`` is
-    the dequantized float32 value of level ``k`` (byte ``k``, or ``k - 128``
-    for int8), increasing with the level.  Each row's ``exp(x - max)`` values
-    are looked up in a table per row maximum (at most 256 tables of 256
-    exponentials) instead of computed per element: the same float64 values,
-    summed and divided in the same order, so the same result."""
+def softmax_levels(q, xv, flags, out, outer, n, inner, lastdim):
+    """torch's float32 softmax (:func:`softmax_rows` if ``lastdim``, else
+    :func:`softmax_columns` with ``flags``) of 8-bit data from its 256 levels:
+    ``xv[k]`` is the dequantized float32 value of level ``k`` (byte ``k``, or
+    ``k - 128`` for int8), increasing with the level.  ``exp(x - max)`` comes
+    from a table per row maximum (at most 256 tables of 256 float32 values,
+    the same function of the same operands), so the result is the same."""
     off = 128 if q.dtype == np.int8 else 0
     rows = outer * inner
     mlev = np.empty(rows, np.int64)
     _softmax_max_levels(q, outer, n, inner, mlev)
-    used = np.zeros(256, np.bool_)
-    used[mlev + off] = True
-    tables = np.empty((256, 256), np.float64)
-    _softmax_tables(256, xv, used, tables)
-    rows8 = _softmax_rows8_parallel if q.size >= SOFTMAX_PARALLEL_MIN else _softmax_rows8_serial
-    rows8(q, off, tables, mlev, outer, n, inner, out)
+    if lastdim:
+        used = np.zeros(256, np.bool_)
+        used[mlev + off] = True
+        tv = np.empty((256, 256), np.float32)
+        _softmax_tables(xv, used, True, tv)
+        ts = tv
+    else:
+        vec = flags.view(np.bool_)
+        used_v = np.zeros(256, np.bool_)
+        used_v[mlev[vec] + off] = True
+        used_s = np.zeros(256, np.bool_)
+        used_s[mlev[~vec] + off] = True
+        tv = np.empty((256, 256), np.float32)
+        ts = np.empty((256, 256), np.float32)
+        _softmax_tables(xv, used_v, True, tv)
+        _softmax_tables(xv, used_s, False, ts)
+    run = _softmax_levels_parallel if q.size >= SOFTMAX_PARALLEL_MIN else _softmax_levels_serial
+    run(q, off, tv, ts, flags, mlev, outer, n, inner, lastdim, out)
 
 
 @njit(**CPU_PARALLEL)

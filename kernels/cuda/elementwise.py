@@ -16,6 +16,9 @@ from .scalar import (
     add32,
     clamp_int,
     clamp_rint,
+    div32,
+    expf_libm,
+    expf_sleef,
     fma32,
     fma64,
     lrint64,
@@ -23,6 +26,7 @@ from .scalar import (
     mul64,
     rint,
     rne_div_exact,
+    sub32,
     wrap32,
 )
 
@@ -34,6 +38,7 @@ _INT32_MIN = -2147483648
 _CVT_LIMIT = 2147483648.0
 _F32_INT32_MAX = np.float32(2147483520.0)
 _F32_ZERO = np.float32(0.0)
+_F32_ONE = np.float32(1.0)
 
 
 def _grid(n):
@@ -199,7 +204,7 @@ def matmul_reference(a, b, za, zb, scale, so, zo, qmin, qmax, out):
 
 
 @cuda.jit(**KERNEL)
-def _softmax_kernel(x, out, outer, n, inner):
+def _softmax_reference_kernel(x, out, outer, n, inner):
     for t in range(cuda.grid(1), outer * inner, cuda.gridsize(1)):
         o = t // inner
         base = o * n * inner + (t - o * inner)
@@ -215,13 +220,86 @@ def _softmax_kernel(x, out, outer, n, inner):
             out[base + j * inner] = math.exp(np.float64(x[base + j * inner]) - mx) / s
 
 
-def softmax_axis(x, out, outer, n, inner):
-    """CUDA twin of :func:`qops.kernels.cpu.elementwise.softmax_axis` (its
+def softmax_reference(x, out, outer, n, inner):
+    """CUDA twin of :func:`qops.kernels.cpu.elementwise.softmax_reference` (its
     float64 ``exp`` is libdevice's: it may differ from the CPU's libm in the
-    last float64 bit, which can move a float32 rounding in rare cases)."""
+    last float64 bit, which can move a rounding in rare cases)."""
     if outer * inner:
         bl, t = _grid(outer * inner)
-        _softmax_kernel[bl, t](x, out, outer, n, inner)
+        _softmax_reference_kernel[bl, t](x, out, outer, n, inner)
+
+
+@cuda.jit(**DEVICE)
+def _max_nan(m, v):
+    return v if (v > m or v != v) else m
+
+
+@cuda.jit(**KERNEL)
+def _softmax_rows_kernel(x, out, rows, n):
+    acc = cuda.local.array(16, np.float32)
+    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
+        base = r * n
+        m = x[base]
+        for j in range(1, n):
+            m = _max_nan(m, x[base + j])
+        for j in range(n):
+            out[base + j] = expf_sleef(sub32(x[base + j], m))
+        # vec::reduce_all, as kernels/cpu/elementwise.vec_sum
+        if n < 16:
+            s = out[base]
+            for j in range(1, n):
+                s = add32(s, out[base + j])
+        else:
+            for lane in range(16):
+                acc[lane] = out[base + lane]
+            full = n - n % 16
+            for d in range(16, full, 16):
+                for lane in range(16):
+                    acc[lane] = add32(acc[lane], out[base + d + lane])
+            for lane in range(n - full):
+                acc[lane] = add32(acc[lane], out[base + full + lane])
+            for lane in range(8):
+                acc[lane] = add32(acc[lane], acc[lane + 8])
+            for lane in range(4):
+                acc[lane] = add32(acc[lane], acc[lane + 4])
+            s = add32(add32(acc[0], acc[2]), add32(acc[1], acc[3]))
+        inv = div32(_F32_ONE, s)
+        for j in range(n):
+            out[base + j] = mul32(out[base + j], inv)
+
+
+def softmax_rows(x, out, rows, n):
+    """CUDA twin of :func:`qops.kernels.cpu.elementwise.softmax_rows`."""
+    if rows:
+        bl, t = _grid(rows)
+        _softmax_rows_kernel[bl, t](x, out, rows, n)
+
+
+@cuda.jit(**KERNEL)
+def _softmax_columns_kernel(x, flags, out, outer, n, inner):
+    for t in range(cuda.grid(1), outer * inner, cuda.gridsize(1)):
+        o = t // inner
+        base = o * n * inner + (t - o * inner)
+        vec = flags[t] != 0
+        m = x[base]
+        for j in range(1, n):
+            m = _max_nan(m, x[base + j * inner])
+        s = _F32_ZERO
+        for j in range(n):
+            v = sub32(x[base + j * inner], m)
+            e = expf_sleef(v) if vec else expf_libm(v)
+            out[base + j * inner] = e
+            s = add32(s, e)
+        for j in range(n):
+            out[base + j * inner] = div32(out[base + j * inner], s)
+
+
+def softmax_columns(x, flags, out, outer, n, inner):
+    """CUDA twin of :func:`qops.kernels.cpu.elementwise.softmax_columns` (one
+    thread per column)."""
+    if outer * inner:
+        bl, t = _grid(outer * inner)
+        _softmax_columns_kernel[bl, t](x, flags, out, outer, n, inner)
 
 
 @cuda.jit(**KERNEL)

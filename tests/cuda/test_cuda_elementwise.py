@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 
+from numba import cuda
+
 import qops
 import qops.functional as F
 from qops.kernels.cuda import config
+from qops.kernels.cuda.scalar import expf_libm, expf_sleef
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +64,8 @@ def test_cat_matmul_softmax_match_cpu():
     bc, bg = pair(b, qops.quint8, 0.2, 9)
     for p in ("fbgemm", "reference"):
         same(F.cat([ac, bc], 1, 0.15, 4, numerics=p), F.cat([ag, bg], 1, 0.15, 4, numerics=p))
-        same(F.softmax(ac, 1, 1 / 256, 0, numerics=p), F.softmax(ag, 1, 1 / 256, 0, numerics=p))
+        for dim in (1, 2):
+            same(F.softmax(ac, dim, 1 / 256, 0, numerics=p), F.softmax(ag, dim, 1 / 256, 0, numerics=p))
     same(F.cat([ac, ac], -1, numerics="tflite"), F.cat([ag, ag], -1, numerics="tflite"))
     m1 = rng.integers(0, 256, (2, 4, 9)).astype(np.uint8)
     m2 = rng.integers(0, 256, (2, 9, 3)).astype(np.uint8)
@@ -69,6 +73,56 @@ def test_cat_matmul_softmax_match_cpu():
     yc, yg = pair(m2, qops.quint8, 0.03, 120)
     for p in ("fbgemm", "reference"):
         same(F.matmul(xc, yc, 0.05, 10, numerics=p), F.matmul(xg, yg, 0.05, 10, numerics=p))
+
+
+def test_softmax_float_paths_match_cpu():
+    """torch's float32 softmax on the device: last-dim rows (16-lane sums, the
+    tail lanes, rows below 16) and columns of both paths (Sleef's and glibc's
+    exp), on qint32 data whose output scale 2**-30 shows every float bit of
+    ``y`` above 2**-30."""
+    rng = np.random.default_rng(4)
+    # small columns: the simulator slows down sharply on long per-thread loops
+    for shape, dim, threads in (((3, 37), 1, (1,)), ((2, 3, 9), 2, (1,)), ((2, 6, 21), 1, (1, 2)),
+                                ((5, 20), 0, (1, 2, 3))):
+        raw = rng.integers(-3000, 3000, shape).astype(np.int32)
+        xc, xg = pair(raw, qops.qint32, 0.004, 5)
+        for t in threads:
+            same(F.softmax(xc, dim, 2.0 ** -30, 0, torch_threads=t),
+                 F.softmax(xg, dim, 2.0 ** -30, 0, torch_threads=t))
+
+
+@cuda.jit
+def _exps(x, a, b):
+    i = cuda.grid(1)
+    if i < x.size:
+        a[i] = expf_sleef(x[i])
+        b[i] = expf_libm(x[i])
+
+
+def test_softmax_exponentials_match_cpu():
+    """The device ``expf_sleef`` and ``expf_libm`` give the CPU functions' bits
+    (both are checked against their originals on the CPU), over the reduced
+    range and the special values."""
+    from numba import njit
+
+    from qops.kernels.cpu import scalar as C
+
+    @njit
+    def host(x, a, b):
+        for i in range(x.size):
+            a[i] = C.expf_sleef(x[i])
+            b[i] = C.expf_libm(x[i])
+
+    rng = np.random.default_rng(5)
+    x = np.concatenate([-rng.uniform(0, 110, 300), rng.uniform(-1, 1, 40), rng.uniform(80, 120, 20),
+                        [0.0, -0.0, -103.97, -104.0, -87.5, 88.0, 88.72, 100.0, np.inf, -np.inf, np.nan]]
+                       ).astype(np.float32)
+    a, b = np.empty_like(x), np.empty_like(x)
+    host(x, a, b)
+    ga, gb = cuda.device_array_like(x), cuda.device_array_like(x)
+    _exps[(x.size + 63) // 64, 64](cuda.to_device(x), ga, gb)
+    np.testing.assert_array_equal(ga.copy_to_host().view(np.uint32), a.view(np.uint32))
+    np.testing.assert_array_equal(gb.copy_to_host().view(np.uint32), b.view(np.uint32))
 
 
 def test_mixed_devices_refused():
