@@ -316,14 +316,9 @@ def _binary(kind, relu, a, b, scale, zero_point, numerics, op):
     shape = _broadcast_shape(op, a._data.shape, b._data.shape)
     if profile not in _TORCH and profile != "reference":
         raise _not_implemented(op, profile)
-    if profile == "qnnpack":
-        if kind == OP_ADD and dtype is quint8 and a._data.shape == b._data.shape:
-            raise NotImplementedError(
-                f"{op} under numerics 'qnnpack' is not implemented for equal-shaped quint8 "
-                "inputs: torch 2.13 runs QNNPACK's q8add kernel there, whose fixed-point "
-                "arithmetic qops does not reproduce; use numerics='fbgemm' or 'reference'"
-            )
     device = _device(op, a, b)
+    if profile == "qnnpack" and kind == OP_ADD and dtype is quint8 and a._data.shape == b._data.shape:
+        return _qnnpack_add(op, relu, a, b, so, zo, device)
     ad, bd = a._data, b._data
     if device == "cpu" and ad.shape == bd.shape and all(_channels_last_view(x) for x in (ad, bd)):
         # both channels-last (e.g. two conv outputs): torch's output is
@@ -401,6 +396,66 @@ def _binary(kind, relu, a, b, scale, zero_point, numerics, op):
     return QTensor._per_tensor(_strided_out(device, out_buf, shape, o_st), dtype, so, zo)
 
 
+#: QNNPACK's range of input-to-output scale ratios (``pytorch_qnnp_create_add_nc_q8``).
+_Q8ADD_RATIO_MIN = 2.0 ** -14
+_Q8ADD_RATIO_MAX = 2.0 ** 8
+
+
+def q8add_params(sa, za, sb, zb, so, zo, relu):
+    """QNNPACK's add parameters (``pytorch_qnnp_compute_add_quantization_params``
+    as torch 2.13's ``qnnpack_add`` calls it), or a string saying why QNNPACK
+    refuses the operator.
+
+    The float32 ratios ``sa / so`` and ``sb / so`` become integer multipliers
+    below 2**22 with a common ``shift`` (21 minus the larger ratio's binary
+    exponent); ``relu`` raises the output minimum to the zero point."""
+    f32 = np.float32
+    ra, rb = f32(f32(sa) / f32(so)), f32(f32(sb) / f32(so))
+    for name, r in (("first", ra), ("second", rb)):
+        if not _Q8ADD_RATIO_MIN <= r < _Q8ADD_RATIO_MAX:
+            return (f"the {name} input's scale over the output scale is {float(r):.7g}, outside "
+                    "QNNPACK's [2**-14, 2**8)")
+    ymin = zo if relu else 0
+    if ymin >= 255:
+        return "add_relu with output zero point 255 leaves QNNPACK an empty output range"
+    exponent = int((np.array(max(ra, rb), f32).view(np.uint32) >> 23) & 0xFF) - 127
+    shift = 21 - exponent
+    mult = f32(2.0 ** shift)
+    am, bm = int(np.rint(ra * mult)), int(np.rint(rb * mult))
+    mask = (1 << shift) - 1
+    return am, bm, -(am * za + bm * zb), mask, mask >> 1, shift, zo, ymin, 255
+
+
+def _qnnpack_add(op, relu, a, b, so, zo, device):
+    """torch 2.13's add of equal-shaped quint8 tensors under engine qnnpack:
+    QNNPACK's fixed-point ``q8vadd`` (:func:`q8add_params`); the output is
+    contiguous in the first input's suggested memory format."""
+    shape = tuple(a._data.shape)
+    if not shape or 0 in shape[1:]:
+        raise NotImplementedError(
+            f"{op} under numerics 'qnnpack' of quint8 inputs of shape {shape}: torch 2.13's "
+            "QNNPACK add refuses 0-d inputs and empty inner dimensions; use numerics='fbgemm'"
+        )
+    params = q8add_params(a._scale, a._zero_point, b._scale, b._zero_point, so, zo, relu)
+    if isinstance(params, str):
+        raise ValueError(f"{op} under numerics 'qnnpack': {params}; torch 2.13 fails to create "
+                         "the QNNPACK operator there. Use numerics='fbgemm' or other scales")
+    ad, bd = a._data, b._data
+    cl = device == "cpu" and len(shape) == 4 and _is_channels_last(shape, _elem_strides(ad)[2]) \
+        and not ad.flags.c_contiguous
+    if cl:  # torch keeps the channels-last format: the same op on NHWC buffers
+        ad, bd = ad.transpose(0, 2, 3, 1), bd.transpose(0, 2, 3, 1)
+    if device == "cpu":
+        ad, bd = np.ascontiguousarray(ad), np.ascontiguousarray(bd)
+    n = math.prod(shape)
+    out = _empty(device, n, np.uint8)
+    if n:
+        fn = "elementwise.q8add_parallel" if n >= _FLAT_PARALLEL_MIN else "elementwise.q8add"
+        _dispatch.run(fn, device, ad.reshape(-1), bd.reshape(-1), out, *params)
+    out = out.reshape(ad.shape).transpose(0, 3, 1, 2) if cl else out.reshape(shape)
+    return QTensor._per_tensor(out, quint8, so, zo)
+
+
 _BINARY_DOC = """
     Parameters
     ----------
@@ -411,9 +466,10 @@ _BINARY_DOC = """
         The output's quantization parameters (required, as in torch).
     numerics : str, optional
         ``fbgemm`` / ``onednn`` (torch 2.13's ATen kernel, the same on both
-        engines), ``qnnpack`` (the ATen kernel where torch uses it, else
-        NotImplementedError), ``reference`` (the ideal result); the other
-        profiles raise NotImplementedError.
+        engines), ``qnnpack`` (the ATen kernel, except add / add_relu of
+        equal-shaped quint8 inputs: QNNPACK's fixed-point ``q8vadd``, as
+        torch), ``reference`` (the ideal result); the other profiles raise
+        NotImplementedError.
 
     Returns
     -------

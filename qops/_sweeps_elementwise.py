@@ -2,13 +2,12 @@
 
 Binary cases are contiguous runs: the first 256 elements (on torch's 64-lane
 vector path) pair every byte of ``a`` with random bytes of ``b``, and 63 more
-elements run on torch's scalar lambda (319 in all).  Peers:
+elements run on torch's scalar lambda (319 in all); under qnnpack the quint8
+adds run QNNPACK's q8vadd.  Peers:
 torch 2.13 with the engine named like the profile (``torch.ops.quantized.*``).
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 
@@ -67,15 +66,7 @@ def _register_binary(name):
         op = getattr(peer.torch.ops.quantized, name)
         return op(_torch_q(peer, case, "a"), _torch_q(peer, case, "b"), a["so"], a["zo"]).int_repr().numpy()
 
-    def cases(data):
-        cs = _binary_cases(data, 319)
-        if name.startswith("add"):
-            # equal-shaped quint8 add under qnnpack runs QNNPACK's q8add (NotImplementedError)
-            cs = [dataclasses.replace(c, profiles=("fbgemm", "onednn", "reference"))
-                  if c.args["dtype"] == "quint8" else c for c in cs]
-        return cs
-
-    register(Sweep(name=name, cases=cases, run=run, peers={"torch": torch_call},
+    register(Sweep(name=name, cases=lambda data: _binary_cases(data, 319), run=run, peers={"torch": torch_call},
                    profiles=("fbgemm", "qnnpack", "onednn", "reference")))
 
 

@@ -212,10 +212,63 @@ def test_binary_engines(rng, engine):
             for op, x, y in cases:
                 check_same(getattr(F, op)(x, y, s[2], int(z[2]), numerics=engine),
                            getattr(torch.ops.quantized, op)(to_torch(x), to_torch(y), float(s[2]), int(z[2])))
-    if engine == "qnnpack":
-        a = rand_q(rng, (10,), qops.quint8, 0.1, 3)
-        with pytest.raises(NotImplementedError, match="QNNPACK"):
-            F.add(a, a, 0.1, 3, numerics="qnnpack")
+
+
+def test_qnnpack_add_every_pair(rng):
+    """Equal-shaped quint8 add / add_relu under qnnpack is QNNPACK's fixed-point
+    q8vadd: every (a, b) byte pair under random scales and zero points
+    (multipliers from both ends of QNNPACK's ratio range), torch's output
+    layout, its refusals."""
+    torch.backends.quantized.engine = "qnnpack"
+    grid_a, grid_b = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8))
+    compared = 0
+    ratios = [(1.0, 1.0), (2.0 ** -14, 1.0), (255.9, 0.5), (1e-3, 3e-4), (0.37, 0.37)]
+    for i in range(12):
+        if i < len(ratios):
+            ra, rb = ratios[i]
+            so = float(10 ** rng.uniform(-3, -1))
+            sa, sb = ra * so, rb * so
+        else:
+            sa, sb, so = (float(v) for v in 10 ** rng.uniform(-3, 0, 3))
+        za, zb, zo = (int(v) for v in rng.integers(0, 256, 3))
+        a = qt(grid_a.copy(), qops.quint8, sa, za)
+        b = qt(grid_b.copy(), qops.quint8, sb, zb)
+        for op in ("add", "add_relu"):
+            t_op = getattr(torch.ops.quantized, op)
+            if op == "add_relu" and zo == 255:
+                zo = 254
+            try:
+                want = t_op(to_torch(a), to_torch(b), so, zo)
+            except RuntimeError:
+                with pytest.raises(ValueError, match="QNNPACK"):
+                    getattr(F, op)(a, b, so, zo, numerics="qnnpack")
+                continue
+            check_same(getattr(F, op)(a, b, so, zo, numerics="qnnpack"), want)
+            compared += want.numel()
+    assert compared > 1_000_000
+    # layouts: a transposed input gives a contiguous output, channels-last stays
+    x = rand_q(rng, (4, 6, 5), qops.quint8, 0.1, 3).permute(2, 0, 1)
+    r = F.add(x, x, 0.2, 4, numerics="qnnpack")
+    t = torch.ops.quantized.add(to_torch(x), to_torch(x), 0.2, 4)
+    check_same(r, t)
+    assert r.int_repr().strides == tuple(t.int_repr().stride())
+    raw = rng.integers(0, 256, (2, 5, 3, 4)).astype(np.uint8)
+    cl = qt(raw.transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2), qops.quint8, 0.1, 3)
+    r = F.add_relu(cl, cl, 0.3, 9, numerics="qnnpack")
+    t = torch.ops.quantized.add_relu(to_torch(cl), to_torch(cl), 0.3, 9)
+    check_same(r, t)
+    assert r.int_repr().strides == tuple(t.int_repr().stride())
+    # refusals: torch fails there too
+    big = rand_q(rng, (10,), qops.quint8, 300.0, 3)
+    with pytest.raises(ValueError, match=r"2\*\*-14, 2\*\*8"):
+        F.add(big, big, 1.0, 3, numerics="qnnpack")
+    with pytest.raises(ValueError, match="empty output range"):
+        F.add_relu(big, big, 100.0, 255, numerics="qnnpack")
+    with pytest.raises(NotImplementedError, match="0-d"):
+        F.add(qt(np.uint8(3).reshape(()), qops.quint8, 0.1, 0), qt(np.uint8(3).reshape(()), qops.quint8, 0.1, 0),
+              0.1, 0, numerics="qnnpack")
+    empty = qt(np.zeros((0, 3), np.uint8), qops.quint8, 0.1, 0)
+    assert F.add(empty, empty, 0.2, 1, numerics="qnnpack").shape == (0, 3)
 
 
 def test_binary_extreme_scales(rng):

@@ -369,6 +369,36 @@ def matmul_reference(a, b, za, zb, scale, so, zo, qmin, qmax, out):
             out[i, r, j] = clamp_rint(rne_div_exact(x, so) + zo, qmin, qmax)
 
 
+# ------------------------------------------------------------------ QNNPACK add
+@njit(**CPU_INLINE)
+def q8add_one(a, b, am, bm, zpp, mask, thr, shift, zo, ymin, ymax):
+    """QNNPACK's ``q8vadd`` on one quint8 pair: ``acc = zpp + a*am + b*bm``
+    (int32, no overflow for multipliers below 2**22), shifted right by
+    ``shift`` rounding half away from zero (``rem`` against ``thr``), plus the
+    output zero point, clamped to ``[ymin, ymax]``."""
+    acc = zpp + np.int64(a) * am + np.int64(b) * bm
+    rem = (acc & mask) - (1 if acc < 0 else 0)
+    acc = (acc >> shift) + (1 if rem > thr else 0)
+    return min(max(acc + zo, ymin), ymax)
+
+
+@njit(**CPU)
+def q8add(a, b, out, am, bm, zpp, mask, thr, shift, zo, ymin, ymax):
+    """:func:`q8add_one` over the flat uint8 arrays ``a`` and ``b``."""
+    for i in range(np.uint64(a.size)):
+        out[i] = q8add_one(a[i], b[i], am, bm, zpp, mask, thr, shift, zo, ymin, ymax)
+
+
+@njit(**CPU_PARALLEL)
+def q8add_parallel(a, b, out, am, bm, zpp, mask, thr, shift, zo, ymin, ymax):
+    """:func:`q8add` in chunks on every thread."""
+    n = a.size
+    nc = (n + CHUNK - 1) // CHUNK
+    for c in prange(nc):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            out[i] = q8add_one(a[i], b[i], am, bm, zpp, mask, thr, shift, zo, ymin, ymax)
+
+
 # ------------------------------------------------------------------ softmax
 # torch 2.13's float32 softmax (``SoftMaxKernel.cpp``), which the quantized
 # softmax runs between dequantize and quantize:

@@ -203,6 +203,30 @@ def matmul_reference(a, b, za, zb, scale, so, zo, qmin, qmax, out):
         _matmul_reference_kernel[bl, t](a, b, za, zb, scale, so, zo, qmin, qmax, out)
 
 
+@cuda.jit(**DEVICE)
+def _q8add_one(a, b, am, bm, zpp, mask, thr, shift, zo, ymin, ymax):
+    acc = zpp + np.int64(a) * am + np.int64(b) * bm
+    rem = (acc & mask) - (1 if acc < 0 else 0)
+    acc = (acc >> shift) + (1 if rem > thr else 0)
+    return min(max(acc + zo, ymin), ymax)
+
+
+@cuda.jit(**KERNEL)
+def _q8add_kernel(a, b, out, am, bm, zpp, mask, thr, shift, zo, ymin, ymax):
+    for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
+        out[i] = _q8add_one(a[i], b[i], am, bm, zpp, mask, thr, shift, zo, ymin, ymax)
+
+
+def q8add(a, b, out, am, bm, zpp, mask, thr, shift, zo, ymin, ymax):
+    """CUDA twin of :func:`qops.kernels.cpu.elementwise.q8add`."""
+    if a.size:
+        bl, t = _grid(a.size)
+        _q8add_kernel[bl, t](a, b, out, am, bm, zpp, mask, thr, shift, zo, ymin, ymax)
+
+
+q8add_parallel = q8add
+
+
 @cuda.jit(**KERNEL)
 def _softmax_reference_kernel(x, out, outer, n, inner):
     for t in range(cuda.grid(1), outer * inner, cuda.gridsize(1)):

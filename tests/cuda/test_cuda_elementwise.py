@@ -54,6 +54,9 @@ def test_binary_and_scalar_ops_match_cpu(dtype):
             same(F.mul_scalar(ac, c, numerics=p), F.mul_scalar(ag, c, numerics=p))
     # overflow of the requantization: vector and scalar paths differ, as on the CPU
     same(F.mul(ac, bc, 1e-9, zo), F.mul(ag, bg, 1e-9, zo))
+    if dtype is qops.quint8:  # QNNPACK's fixed-point add
+        for op in (F.add, F.add_relu):
+            same(op(ac, bc, 0.2, zo, numerics="qnnpack"), op(ag, bg, 0.2, zo, numerics="qnnpack"))
 
 
 def test_cat_matmul_softmax_match_cpu():
