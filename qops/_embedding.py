@@ -19,6 +19,7 @@ import numpy as np
 from . import _dispatch
 from ._device import device_of, is_cuda_array
 from .dtypes import per_channel_affine_float_qparams, quint2x4, quint4x2, quint8
+from .kernels.cpu._avx512 import MINMAX_BLOCK, avx512_available
 from .numerics import resolve_numerics
 from .qtensor import QTensor
 
@@ -102,45 +103,13 @@ def _fbgemm_prepack(x, bits, op, numerics):
     _profile(numerics, op)
     rows, lead = _float_rows(x, op, bits)
     R, C = rows.shape
-    out = np.zeros((R, _row_bytes(C, bits)), dtype=np.uint8)
-    if R == 0:
-        return out.reshape(lead + (out.shape[1],))
-    if C == 0:
+    if C == 0 and R:
         raise ValueError(f"{op}: embedding_dim must be at least 1")
-    mn = np.empty(R, np.float32)
-    mx = np.empty(R, np.float32)
-    _dispatch.run("embedding.rowwise_minmax", "cpu", rows, mn, mx)
-    f32 = np.float32
-    with np.errstate(all="ignore"):
-        if bits == 8:
-            # fbgemm FloatOrHalfToFused8BitRowwiseQuantizedSBFloat
-            rng = mx - mn
-            scale = rng / f32(255.0)
-            inv = f32(255.0) / (rng + f32(1e-8))
-            bias = mn
-            qmin = mn
-        else:
-            # fbgemm FloatOrHalfToFusedNBitRowwiseQuantizedSBHalf: the bias
-            # is rounded to fp16 first, the scale computed from it, rounded
-            # to fp16, and only then inverted
-            bias16 = mn.astype(np.float16)
-            qmin = bias16.astype(f32)
-            rng = mx - qmin
-            scale = np.where(rng == 0, f32(1.0), rng / f32((1 << bits) - 1)).astype(f32)
-            scale = scale.astype(np.float16).astype(f32)
-            scale = np.where(scale == 0, f32(1.0), scale).astype(f32)
-            inv = (f32(1.0) / scale).astype(f32)
-            blow = np.isinf(inv)
-            scale = np.where(blow, f32(1.0), scale).astype(f32)
-            inv = np.where(blow, f32(1.0), inv).astype(f32)
-    _dispatch.run("embedding.quantize_rows", "cpu", rows, qmin, inv, bits, out)
-    if bits == 8:
-        out[:, C:C + 4] = scale.astype(f32).view(np.uint8).reshape(R, 4)
-        out[:, C + 4:] = bias.astype(f32).view(np.uint8).reshape(R, 4)
-    else:
-        nb = out.shape[1] - 4
-        out[:, nb:nb + 2] = scale.astype(np.float16).view(np.uint8).reshape(R, 2)
-        out[:, nb + 2:] = bias16.view(np.uint8).reshape(R, 2)
+    out = np.empty((R, _row_bytes(C, bits)), dtype=np.uint8)  # the kernel writes every byte
+    if R:
+        fast = C >= MINMAX_BLOCK and avx512_available()
+        _dispatch.run("embedding.prepack_rows_fast" if fast else "embedding.prepack_rows", "cpu",
+                      rows, bits, out)
     return out.reshape(lead + (out.shape[1],))
 
 

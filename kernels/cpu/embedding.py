@@ -16,18 +16,20 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .._options import CPU, CPU_INLINE, CPU_PARALLEL
+from ._avx512 import MINMAX_BLOCK, minmax64
 from ._llvm import fma32, fma64
 from .scalar import round_dd_to_f32
 
 __all__ = [
-    "rowwise_minmax",
-    "quantize_rows",
+    "prepack_rows",
+    "prepack_rows_fast",
     "unpack_rows",
     "bag_sum",
     "bag_sum_exact",
 ]
 
 _FLT_MAX = np.float32(3.4028234663852886e38)
+_F32_INF = np.float32(np.inf)
 #: fbgemm's AVX2 row kernels (FloatOrHalfToFused*RowwiseQuantized*Avx2) work
 #: in vectors of this many floats; the columns past the last whole vector
 #: are the scalar tail.
@@ -41,6 +43,17 @@ def _bitcast_f32(typingctx, u):
 
     def codegen(context, builder, sig, args):
         return builder.bitcast(args[0], context.get_value_type(types.float32))
+
+    return sig, codegen
+
+
+@intrinsic
+def _bits_f32(typingctx, f):
+    """The bits of the float32 ``f`` as a uint32."""
+    sig = types.uint32(types.float32)
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], context.get_value_type(types.uint32))
 
     return sig, codegen
 
@@ -110,75 +123,103 @@ def _row_scale_bias(w, r, D, bits):
 
 
 # ------------------------------------------------------------------ prepack
-@njit(**CPU_PARALLEL)
-def rowwise_minmax(x, mn, mx):
-    """Row minima and maxima of the float32 ``(R, C)`` array ``x``, in the
-    order fbgemm's AVX2 prepack takes them (so that signed zeros and NaN
-    come out as there).
+@njit(**CPU_INLINE)
+def _row_minmax(xr, C, nv):
+    """The minimum and maximum of the float32 row ``xr`` in the order fbgemm's
+    AVX2 prepack takes them (so that signed zeros and NaN come out as there).
 
     Lane ``l`` of an 8-float vector keeps ``min(lane, x)`` over the whole
     vectors (``vminps``: the new element unless the lane is smaller), the
     lanes then fold into ``FLT_MAX`` with ``std::min`` (the earlier unless
     the later is smaller), and the tail columns fold in the same way; the
-    maxima alike from ``-FLT_MAX``.
+    maxima alike from ``-FLT_MAX``.  ``nv`` is ``C`` rounded down to whole
+    vectors.
     """
-    R, C = x.shape
-    nv = (C // VLEN) * VLEN
-    for r in prange(R):
-        xr = x[r]  # a row view and unsigned columns: no negative-index checks
-        # the 8 lanes as scalars (registers): lane l holds columns l, l+8, ...
-        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _FLT_MAX
-        b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = -_FLT_MAX
-        for c0 in range(np.uint64(0), np.uint64(nv), np.uint64(VLEN)):
-            v = xr[c0]
-            a0 = a0 if a0 < v else v
-            b0 = b0 if b0 > v else v
-            v = xr[c0 + np.uint64(1)]
-            a1 = a1 if a1 < v else v
-            b1 = b1 if b1 > v else v
-            v = xr[c0 + np.uint64(2)]
-            a2 = a2 if a2 < v else v
-            b2 = b2 if b2 > v else v
-            v = xr[c0 + np.uint64(3)]
-            a3 = a3 if a3 < v else v
-            b3 = b3 if b3 > v else v
-            v = xr[c0 + np.uint64(4)]
-            a4 = a4 if a4 < v else v
-            b4 = b4 if b4 > v else v
-            v = xr[c0 + np.uint64(5)]
-            a5 = a5 if a5 < v else v
-            b5 = b5 if b5 > v else v
-            v = xr[c0 + np.uint64(6)]
-            a6 = a6 if a6 < v else v
-            b6 = b6 if b6 > v else v
-            v = xr[c0 + np.uint64(7)]
-            a7 = a7 if a7 < v else v
-            b7 = b7 if b7 > v else v
-        # std::min / std::max over the lanes in order, then over the tail
-        a = _FLT_MAX
-        b = -_FLT_MAX
-        a = a0 if a0 < a else a
-        a = a1 if a1 < a else a
-        a = a2 if a2 < a else a
-        a = a3 if a3 < a else a
-        a = a4 if a4 < a else a
-        a = a5 if a5 < a else a
-        a = a6 if a6 < a else a
-        a = a7 if a7 < a else a
-        b = b0 if b < b0 else b
-        b = b1 if b < b1 else b
-        b = b2 if b < b2 else b
-        b = b3 if b < b3 else b
-        b = b4 if b < b4 else b
-        b = b5 if b < b5 else b
-        b = b6 if b < b6 else b
-        b = b7 if b < b7 else b
-        for c in range(np.uint64(nv), np.uint64(C)):
-            v = xr[c]
-            a = v if v < a else a
-            b = v if b < v else b
-        mn[r] = a
-        mx[r] = b
+    # the 8 lanes as scalars (registers): lane l holds columns l, l+8, ...
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _FLT_MAX
+    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = -_FLT_MAX
+    for c0 in range(np.uint64(0), np.uint64(nv), np.uint64(VLEN)):
+        v = xr[c0]
+        a0 = a0 if a0 < v else v
+        b0 = b0 if b0 > v else v
+        v = xr[c0 + np.uint64(1)]
+        a1 = a1 if a1 < v else v
+        b1 = b1 if b1 > v else v
+        v = xr[c0 + np.uint64(2)]
+        a2 = a2 if a2 < v else v
+        b2 = b2 if b2 > v else v
+        v = xr[c0 + np.uint64(3)]
+        a3 = a3 if a3 < v else v
+        b3 = b3 if b3 > v else v
+        v = xr[c0 + np.uint64(4)]
+        a4 = a4 if a4 < v else v
+        b4 = b4 if b4 > v else v
+        v = xr[c0 + np.uint64(5)]
+        a5 = a5 if a5 < v else v
+        b5 = b5 if b5 > v else v
+        v = xr[c0 + np.uint64(6)]
+        a6 = a6 if a6 < v else v
+        b6 = b6 if b6 > v else v
+        v = xr[c0 + np.uint64(7)]
+        a7 = a7 if a7 < v else v
+        b7 = b7 if b7 > v else v
+    # std::min / std::max over the lanes in order, then over the tail
+    a = _FLT_MAX
+    b = -_FLT_MAX
+    a = a0 if a0 < a else a
+    a = a1 if a1 < a else a
+    a = a2 if a2 < a else a
+    a = a3 if a3 < a else a
+    a = a4 if a4 < a else a
+    a = a5 if a5 < a else a
+    a = a6 if a6 < a else a
+    a = a7 if a7 < a else a
+    b = b0 if b < b0 else b
+    b = b1 if b < b1 else b
+    b = b2 if b < b2 else b
+    b = b3 if b < b3 else b
+    b = b4 if b < b4 else b
+    b = b5 if b < b5 else b
+    b = b6 if b < b6 else b
+    b = b7 if b < b7 else b
+    for c in range(np.uint64(nv), np.uint64(C)):
+        v = xr[c]
+        a = v if v < a else a
+        b = v if b < v else b
+    return a, b
+
+
+@njit(**CPU_INLINE)
+def _f16_bits(f):
+    """IEEE binary16 bits (uint32) of the float32 ``f``, rounded to nearest
+    even, overflow to infinity; NaN stays NaN (quieted, as ``vcvtps2ph``)."""
+    u = _bits_f32(f)
+    sign = (u >> np.uint32(16)) & np.uint32(0x8000)
+    exp = np.int64((u >> np.uint32(23)) & np.uint32(0xFF))
+    mant = u & np.uint32(0x7FFFFF)
+    if exp == 0xFF:
+        if mant:
+            return sign | np.uint32(0x7E00) | (mant >> np.uint32(13))
+        return sign | np.uint32(0x7C00)
+    e = exp - 112  # the half-precision biased exponent
+    if e >= 31:
+        return sign | np.uint32(0x7C00)
+    if e <= 0:  # a half subnormal (or zero): round mant * 2**(e - 14) to units of 2**-24
+        if e < -10:
+            return sign
+        m = mant | np.uint32(0x800000)
+        shift = np.uint32(14 - e)
+        h = m >> shift
+        rem = m & ((np.uint32(1) << shift) - np.uint32(1))
+        half = np.uint32(1) << (shift - np.uint32(1))
+        if rem > half or (rem == half and (h & np.uint32(1))):
+            h += np.uint32(1)
+        return sign | h
+    h = (np.uint32(e) << np.uint32(10)) | (mant >> np.uint32(13))
+    rem = mant & np.uint32(0x1FFF)
+    if rem > np.uint32(0x1000) or (rem == np.uint32(0x1000) and (h & np.uint32(1))):
+        h += np.uint32(1)  # a carry into the exponent is the right result (up to infinity)
+    return sign | h
 
 
 @njit(**CPU_INLINE)
@@ -212,61 +253,142 @@ def _sat_u8(i):
     return max(np.int64(0), min(i, np.int64(255)))
 
 
-@njit(**CPU_PARALLEL)
-def quantize_rows(x, mn, inv, bits, out):
-    """Quantize the float32 rows ``x`` (``(R, C)``) into the value bytes of
-    the packed rows ``out`` (``(R, W)``): ``v = (x - mn) * inv`` in float32,
-    rounded to nearest even, then stored as fbgemm's AVX2 prepack stores it.
+@njit(**CPU_INLINE)
+def _quantize_row(xr, m, s, bits, q, orow, C, nsat, nvec, nb):
+    """Quantize the float32 row ``xr`` into the value bytes of the packed row
+    ``orow``: ``v = (x - m) * s`` in float32, rounded to nearest even, then
+    stored as fbgemm's AVX2 prepack stores it.
 
     8-bit: the columns in whole blocks of 32 saturate the int32 to
     ``[0, 255]`` (``packs``/``packus``); the next whole 8-float vectors keep
     the low byte of the int32 (a byte shuffle); the tail keeps the low byte
     of ``lrintf``'s int64.  4-bit / 2-bit: whole blocks of 32 saturate to
     ``[0, 255]`` then to ``2**bits - 1``; the rest clamp ``lrintf`` (cast
-    to int) to ``[0, 2**bits - 1]``.  NaN gives 0 everywhere.  Scale and
-    bias bytes are not written here.
+    to int) to ``[0, 2**bits - 1]``.  NaN gives 0 everywhere.  ``q`` is ``C``
+    bytes of scratch; ``nsat``/``nvec``: ``C`` rounded down to 32 / 8.
     """
+    qmax = np.int64((1 << bits) - 1)
+    qmax32 = np.int32(qmax)
+    zero32 = np.int32(0)
+    per = 8 // bits
+    # unsigned columns and int32 lanes: the loops vectorise
+    for c in range(np.uint64(nsat)):
+        i = _cvt32_i32((xr[c] - m) * s)
+        i = i if i > zero32 else zero32
+        q[c] = np.uint8(i if i < qmax32 else qmax32)
+    if bits == 8:
+        for c in range(np.uint64(nsat), np.uint64(nvec)):
+            q[c] = np.uint8(_cvt32_i32((xr[c] - m) * s) & np.int32(0xFF))
+        for c in range(nvec, C):
+            q[c] = np.uint8(_lrintf((xr[c] - m) * s) & 0xFF)
+        for c in range(np.uint64(C)):
+            orow[c] = q[c]
+        return
+    for c in range(nsat, C):
+        i = np.int64(np.int32(_lrintf((xr[c] - m) * s)))  # std::min<int>(long, ...) truncates
+        q[c] = np.uint8(max(np.int64(0), min(i, qmax)))
+    if bits == 4:
+        for k in range(np.uint64(nb)):  # C is a multiple of per
+            orow[k] = q[2 * k] | (q[2 * k + np.uint64(1)] << np.uint8(4))
+    else:
+        for k in range(nb):
+            byte = np.uint8(0)
+            for e in range(per):
+                byte |= np.uint8(q[k * per + e] << np.uint8(e * bits))
+            orow[k] = byte
+
+
+@njit(**CPU_INLINE)
+def _put_u32(orow, k, u):
+    for j in range(4):
+        orow[k + j] = np.uint8((u >> np.uint32(8 * j)) & np.uint32(0xFF))
+
+
+@njit(**CPU_INLINE)
+def _prepack_row(xr, orow, mn, mx, bits, q, C, nsat, nvec, nb):
+    """Scale, bias and values of one packed row from its minimum and maximum.
+
+    8-bit (``FloatOrHalfToFused8BitRowwiseQuantizedSBFloat``):
+    ``scale = (max - min) / 255``, ``inv = 255 / (max - min + 1e-8)``,
+    bias ``min``, both stored as float32.  4-bit / 2-bit
+    (``FloatOrHalfToFusedNBitRowwiseQuantizedSBHalf``): the bias is rounded to
+    float16 first, the scale ``(max - bias16) / (2**bits - 1)`` (1 for a
+    zero range) from it, rounded to float16 (0 becomes 1), and only then
+    inverted (an infinite inverse makes scale and inverse 1); both stored as
+    float16.  Values by :func:`_quantize_row`.
+    """
+    f32 = np.float32
+    W = orow.size
+    if bits == 8:
+        rng = mx - mn
+        inv = f32(255.0) / (rng + f32(1e-8))
+        _quantize_row(xr, mn, inv, bits, q, orow, C, nsat, nvec, nb)
+        _put_u32(orow, W - 8, _bits_f32(rng / f32(255.0)))
+        _put_u32(orow, W - 4, _bits_f32(mn))
+        return
+    bias16 = _f16_bits(mn)
+    qmin = _half_to_f32(bias16)
+    rng = mx - qmin
+    scale = f32(1.0) if rng == f32(0.0) else rng / f32((1 << bits) - 1)
+    scale = _half_to_f32(_f16_bits(scale))
+    if scale == f32(0.0):
+        scale = f32(1.0)
+    inv = f32(1.0) / scale
+    if inv == _F32_INF or inv == -_F32_INF:
+        scale = inv = f32(1.0)
+    _quantize_row(xr, qmin, inv, bits, q, orow, C, nsat, nvec, nb)
+    _put_u32(orow, W - 4, _f16_bits(scale) | (bias16 << np.uint32(16)))
+
+
+@njit(**CPU_PARALLEL)
+def prepack_rows(x, bits, out):
+    """fbgemm's rowwise prepack of the float32 ``(R, C)`` rows ``x`` into the
+    packed ``(R, W)`` rows ``out`` (:func:`_prepack_row`), one pass per row:
+    the row stays in cache from its minimum (:func:`_row_minmax`) to its last
+    byte."""
     R, C = x.shape
     nsat = (C // (4 * VLEN)) * (4 * VLEN)
     nvec = (C // VLEN) * VLEN
-    qmax = np.int64((1 << bits) - 1)
-    per = 8 // bits
-    nb = (C + per - 1) // per
-    nchunks = (R + _ROWS - 1) // _ROWS
-    qmax32 = np.int32(qmax)
-    zero32 = np.int32(0)
-    for ch in prange(nchunks):
+    nb = (C * bits + 7) // 8
+    for ch in prange((R + _ROWS - 1) // _ROWS):
         q = np.empty(C, dtype=np.uint8)
         for r in range(ch * _ROWS, min(R, (ch + 1) * _ROWS)):
-            m = mn[r]
-            s = inv[r]
+            mn, mx = _row_minmax(x[r], C, nvec)
+            _prepack_row(x[r], out[r], mn, mx, bits, q, C, nsat, nvec, nb)
+
+
+@njit(**CPU_PARALLEL)
+def prepack_rows_fast(x, bits, out):
+    """:func:`prepack_rows` with the row minimum and maximum from
+    :func:`~qops.kernels.cpu._avx512.minmax64` (AVX-512 hosts, ``C >= 64``):
+    they equal :func:`_row_minmax`'s unless a NaN or a zero result is
+    involved, and then :func:`_row_minmax` decides."""
+    R, C = x.shape
+    nsat = (C // (4 * VLEN)) * (4 * VLEN)
+    nvec = (C // VLEN) * VLEN
+    nb = (C * bits + 7) // 8
+    nblk = C // MINMAX_BLOCK
+    flat = x.reshape(-1)
+    for ch in prange((R + _ROWS - 1) // _ROWS):
+        q = np.empty(C, dtype=np.uint8)
+        buf = np.empty(33, np.float32)
+        for r in range(ch * _ROWS, min(R, (ch + 1) * _ROWS)):
             xr = x[r]
-            orow = out[r]
-            # row views, unsigned columns and int32 lanes: the loops vectorise
-            for c in range(np.uint64(nsat)):
-                i = _cvt32_i32((xr[c] - m) * s)
-                i = i if i > zero32 else zero32
-                q[c] = np.uint8(i if i < qmax32 else qmax32)
-            if bits == 8:
-                for c in range(np.uint64(nsat), np.uint64(nvec)):
-                    q[c] = np.uint8(_cvt32_i32((xr[c] - m) * s) & np.int32(0xFF))
-                for c in range(nvec, C):
-                    q[c] = np.uint8(_lrintf((xr[c] - m) * s) & 0xFF)
-                for c in range(np.uint64(C)):
-                    orow[c] = q[c]
-            else:
-                for c in range(nsat, C):
-                    i = np.int64(np.int32(_lrintf((xr[c] - m) * s)))  # std::min<int>(long, ...) truncates
-                    q[c] = np.uint8(max(np.int64(0), min(i, qmax)))
-                if bits == 4:
-                    for k in range(np.uint64(nb)):  # C is a multiple of per
-                        orow[k] = q[2 * k] | (q[2 * k + np.uint64(1)] << np.uint8(4))
-                else:
-                    for k in range(nb):
-                        byte = np.uint8(0)
-                        for e in range(per):
-                            byte |= np.uint8(q[k * per + e] << np.uint8(e * bits))
-                        orow[k] = byte
+            minmax64(flat, r * C, nblk, buf)
+            nan = buf[32] != 0
+            mn = buf[0]
+            mx = buf[16]
+            for k in range(1, 16):
+                mn = buf[k] if buf[k] < mn else mn
+                mx = buf[16 + k] if buf[16 + k] > mx else mx
+            for c in range(np.uint64(nblk * MINMAX_BLOCK), np.uint64(C)):
+                v = xr[c]
+                nan = nan or v != v
+                mn = v if v < mn else mn
+                mx = v if v > mx else mx
+            if nan or mn == np.float32(0.0) or mx == np.float32(0.0):
+                mn, mx = _row_minmax(xr, C, nvec)
+            _prepack_row(xr, out[r], mn, mx, bits, q, C, nsat, nvec, nb)
 
 
 @njit(**CPU)
