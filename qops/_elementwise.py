@@ -876,7 +876,7 @@ def _contig(a):
 
 
 # ------------------------------------------------------------------ softmax
-def softmax(input, dim, scale, zero_point, *, numerics=None, torch_threads=1) -> QTensor:
+def softmax(input, dim, scale, zero_point, *, numerics=None, torch_threads=None) -> QTensor:
     """Quantized softmax along ``dim`` (``torch.ops.quantized.softmax``).
 
     torch 2.13 (every engine but qnnpack, and qnnpack outside its special
@@ -905,7 +905,9 @@ def softmax(input, dim, scale, zero_point, *, numerics=None, torch_threads=1) ->
         softmax of the exact dequantized values, one rounding.
     torch_threads : int, optional
         torch's intra-op thread count (``torch.get_num_threads()``) to
-        reproduce for a softmax over a non-last dimension; default 1.
+        reproduce for a softmax over a non-last dimension; default
+        ``numba.get_num_threads()`` (as :func:`group_norm`), which equals
+        torch's default where both use one thread per core.
 
     Returns
     -------
@@ -929,6 +931,10 @@ def softmax(input, dim, scale, zero_point, *, numerics=None, torch_threads=1) ->
     lim = max(nd, 1)
     if not -lim <= int(dim) < lim:
         raise ValueError(f"{op}: dim={dim} is out of range for a {nd}-dimensional input")
+    if torch_threads is None:
+        import numba
+
+        torch_threads = numba.get_num_threads()
     if isinstance(torch_threads, (bool, np.bool_)) or not isinstance(torch_threads, numbers.Integral):
         raise TypeError(f"{op}: torch_threads must be an integer, got {torch_threads!r}")
     if int(torch_threads) < 1:

@@ -640,5 +640,13 @@ def test_modules_match_torch(rng):
     sm, tsm = qops.nn.Softmax(scale=1 / 256), nnq.Softmax(scale=1 / 256)
     check_same(sm(qx), tsm(to_torch(qx)))
     assert repr(sm).startswith("QuantizedSoftmax(dim=None")
+    # a 3-D input takes torch's legacy dim 0, a non-last dim: torch's thread split
+    x3 = qops.quantize_per_tensor(np.asarray(x, np.float32).reshape(5, 7, 8), 0.05, 120, qops.quint8)
+    check_same(qops.nn.Softmax(scale=1 / 256, torch_threads=1)(x3),
+               nnq.Softmax(scale=1 / 256)(to_torch(x3)))
+    with pytest.raises(TypeError, match="torch_threads"):
+        qops.nn.Softmax(torch_threads="2")
+    with pytest.raises(ValueError, match="torch_threads"):
+        qops.nn.Softmax(torch_threads=0)
     with pytest.raises(RuntimeError):
         q(qx)

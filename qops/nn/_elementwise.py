@@ -173,21 +173,23 @@ class Softmax(Module):
     numerics : str, optional
     torch_threads : int, optional
         torch's intra-op thread count to reproduce over a non-last dim (see
-        :func:`qops.functional.softmax`); default 1.
+        :func:`qops.functional.softmax`); default ``numba.get_num_threads()``
+        at each call.
     """
 
-    def __init__(self, dim=None, scale=1.0, zero_point=0, *, numerics=None, torch_threads=1):
+    def __init__(self, dim=None, scale=1.0, zero_point=0, *, numerics=None, torch_threads=None):
         if dim is not None and (isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral)):
             raise TypeError(f"dim must be an integer or None, got {dim!r}")
-        if isinstance(torch_threads, (bool, np.bool_)) or not isinstance(torch_threads, numbers.Integral):
-            raise TypeError(f"torch_threads must be an integer, got {torch_threads!r}")
-        if torch_threads < 1:
+        if torch_threads is not None and (isinstance(torch_threads, (bool, np.bool_))
+                                          or not isinstance(torch_threads, numbers.Integral)):
+            raise TypeError(f"torch_threads must be an integer or None, got {torch_threads!r}")
+        if torch_threads is not None and torch_threads < 1:
             raise ValueError(f"torch_threads must be at least 1, got {torch_threads}")
         self.dim = None if dim is None else int(dim)
         self.scale = check_scale(scale)
         self.zero_point = _zp(zero_point)
         self.numerics = _numerics(numerics)
-        self.torch_threads = int(torch_threads)
+        self.torch_threads = None if torch_threads is None else int(torch_threads)
 
     def forward(self, input):
         dim = self.dim
