@@ -21,6 +21,8 @@ from . import _dispatch
 from ._device import is_cuda_array
 from ._validate import check_scale, check_zero_point
 from .dtypes import per_tensor_affine, per_tensor_symmetric, qint8, quint8
+from .kernels.cpu._avx512 import vbmi_available
+from .kernels.cpu.norm import GN_TABLE_MIN_HW, GN_TABLE_PARALLEL_MIN
 from .numerics import resolve_numerics
 from .qtensor import QTensor
 
@@ -340,8 +342,12 @@ def _group_norm(x, num_groups, weight, bias, eps, scale, zero_point, numerics, t
         _run("group_norm_ref", device, xb, sgn, bs * groups, groups, cpg, hw, ga, ba,
              float(xs), zx, e, float(np.float32(so)), zo, qmin, qmax, out)
     else:
-        _run("group_norm_nchw", device, xb, sgn, bs * groups, groups, cpg, hw, ga, ba,
-             xs, zx, e, inv, zo, qmin, qmax, out)
+        name = "group_norm_nchw"
+        if device == "cpu" and hw >= GN_TABLE_MIN_HW and vbmi_available():
+            name = ("group_norm_nchw_vbmi_parallel" if total >= GN_TABLE_PARALLEL_MIN
+                    else "group_norm_nchw_vbmi")
+        _run(name, device, xb, sgn, bs * groups, groups, cpg, hw, ga, ba, xs, zx, e, inv, zo, qmin,
+             qmax, out)
     return _wrap(out, shape, x._dtype, so, zo)
 
 

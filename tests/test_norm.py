@@ -152,6 +152,8 @@ GN_CASES = [
     ((1, 100, 2, 2), 2, True), ((3, 1, 4, 5), 1, False), ((2, 8, 1, 1), 4, False),
     ((2, 16, 2, 3, 4), 4, False), ((1, 64, 9, 9), 64, True), ((2, 66, 4, 1), 3, True),
     ((1, 4, 65, 1), 2, False), ((1, 12, 33), 12, False),
+    # planes of 256+ elements: the per-channel table path on VBMI hosts
+    ((2, 8, 16, 20), 4, False), ((1, 4, 33, 31), 2, False), ((1, 3, 2, 8, 20), 3, False),
 ]
 
 
@@ -217,6 +219,41 @@ def test_group_norm_channels_last_large_maps(rng, threads):
         assert (other != want).sum() > 10
     finally:
         torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("dt", ["quint8", "qint8"])
+def test_group_norm_table_path_equals_direct_kernel(rng, dt):
+    """The per-channel table kernel (VBMI) gives the direct kernel's bytes:
+    planes holding every byte value, plane sizes around the 64-byte blocks,
+    random affine parameters and output qparams."""
+    from qops._threading import kernel_section
+    from qops.kernels.cpu import norm as K
+    from qops.kernels.cpu._avx512 import vbmi_available
+
+    if not vbmi_available():
+        pytest.skip("no AVX512-VBMI on this host (or QOPS_DISABLE_AVX512 set)")
+    sgn = int(dt == "qint8")
+    _, _, lo, hi = DT[dt]
+    for hw in (256, 320, 1023, 4096):
+        bs, groups, cpg = 2, 3, 2
+        c = groups * cpg
+        x = np.resize(np.arange(256, dtype=np.uint8), bs * c * hw)
+        x = rng.permutation(x)
+        g = rng.uniform(-3, 3, c).astype(f32)
+        b = rng.uniform(-2, 2, c).astype(f32)
+        xs, xzp = f32(rng.uniform(0.01, 0.2)), int(rng.integers(lo, hi + 1))
+        so = f32(rng.uniform(0.005, 0.1))
+        inv = f32(f32(1.0) / so)
+        yzp = int(rng.integers(lo, hi + 1))
+        args = (x, sgn, bs * groups, groups, cpg, hw, g, b, xs, xzp, 1e-5, inv, yzp, lo, hi)
+        want = np.empty(x.size, np.uint8)
+        got = np.empty(x.size, np.uint8)
+        with kernel_section:
+            K.group_norm_nchw(*args, want)
+            K.group_norm_nchw_vbmi(*args, got)
+            np.testing.assert_array_equal(got, want)
+            K.group_norm_nchw_vbmi_parallel(*args, got)
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("dt", ["quint8", "qint8"])
