@@ -466,6 +466,16 @@ def _max_nan(m, v):
 
 
 @njit(**CPU_INLINE)
+def _lanes_total(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15):
+    """``vec_reduce_all``'s sum of 16 float32 lanes (AVX-512 shuffles): lanes
+    ``i + (i ^ 8)``, then ``i ^ 4``, ``i ^ 2``, ``i ^ 1``."""
+    b0, b1, b2, b3 = a0 + a8, a1 + a9, a2 + a10, a3 + a11
+    b4, b5, b6, b7 = a4 + a12, a5 + a13, a6 + a14, a7 + a15
+    c0, c1, c2, c3 = b0 + b4, b1 + b5, b2 + b6, b3 + b7
+    return (c0 + c2) + (c1 + c3)
+
+
+@njit(**CPU_INLINE)
 def vec_sum(e, n):
     """torch's ``vec::reduce_all`` float32 sum of ``e[:n]`` (AVX-512): below 16
     values in order; otherwise 16 lane sums (a tail of ``n % 16`` values into
@@ -542,10 +552,7 @@ def vec_sum(e, n):
         a13 = a13 + e[full + 13]
     if r > 14:
         a14 = a14 + e[full + 14]
-    b0, b1, b2, b3 = a0 + a8, a1 + a9, a2 + a10, a3 + a11
-    b4, b5, b6, b7 = a4 + a12, a5 + a13, a6 + a14, a7 + a15
-    c0, c1, c2, c3 = b0 + b4, b1 + b5, b2 + b6, b3 + b7
-    return (c0 + c2) + (c1 + c3)
+    return _lanes_total(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15)
 
 
 @njit(**CPU_INLINE)
@@ -568,6 +575,16 @@ def softmax_rows(x, out, rows, n):
     for c in prange((rows + per - 1) // per):
         for r in range(c * per, min(rows, (c + 1) * per)):
             _softmax_row(x[r * n:(r + 1) * n], out[r * n:(r + 1) * n], n)
+
+
+@njit(**CPU_INLINE)
+def _divide_columns(out, base, n, inner, w, s):
+    """``y = e / s`` over ``w`` adjacent columns from ``base`` (``n`` rows of
+    stride ``inner``; ``s[lane]`` the column sums)."""
+    for d in range(n):
+        row = base + d * inner
+        for lane in range(w):
+            out[row + lane] = out[row + lane] / s[lane]
 
 
 @njit(**CPU_PARALLEL)
@@ -597,10 +614,7 @@ def softmax_columns(x, flags, out, outer, n, inner):
                 e = expf_sleef(v) if fl[lane] else expf_libm(v)
                 out[row + lane] = e
                 s[lane] = s[lane] + e
-        for d in range(n):
-            row = base + d * inner
-            for lane in range(w):
-                out[row + lane] = out[row + lane] / s[lane]
+        _divide_columns(out, base, n, inner, w, s)
 
 
 @njit(**CPU)
@@ -713,10 +727,7 @@ def _lookup_sum(tab, qr, e, n, offu):
         a13 = a13 + _lks(tab, qr, e, full + np.uint64(13), offu)
     if r > 14:
         a14 = a14 + _lks(tab, qr, e, full + np.uint64(14), offu)
-    b0, b1, b2, b3 = a0 + a8, a1 + a9, a2 + a10, a3 + a11
-    b4, b5, b6, b7 = a4 + a12, a5 + a13, a6 + a14, a7 + a15
-    c0, c1, c2, c3 = b0 + b4, b1 + b5, b2 + b6, b3 + b7
-    return (c0 + c2) + (c1 + c3)
+    return _lanes_total(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15)
 
 
 #: Rows per block of the 8-bit last-dim softmax: the block's ``e`` values
@@ -769,10 +780,7 @@ def _softmax_columns8(q, off, tv, ts, flags, mlev, outer, n, inner, out, b0, b1)
                 e = tab[np.int64(q[row + lane]) + off]
                 out[row + lane] = e
                 s[lane] = s[lane] + e
-        for d in range(n):
-            row = base + d * inner
-            for lane in range(w):
-                out[row + lane] = out[row + lane] / s[lane]
+        _divide_columns(out, base, n, inner, w, s)
 
 
 @njit(**CPU)

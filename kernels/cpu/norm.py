@@ -201,6 +201,16 @@ def layer_norm(x, sgn, m_rows, n, gamma, beta, xs, xzp, eps, inv, yzp, qmin, qma
             yr[k] = np.uint8(quant_scalar(y, inv, yzpf, qmin, qmax) & 0xFF)
 
 
+@njit(**CPU_INLINE)
+def _gn_byte(v, xzpf, mean, gp, b, inv, yzp32, lo32, hi32):
+    """One NCHW group-norm output byte from the int32 input value ``v``:
+    ``fma(fl(fl(v - zp) - mean), gp, beta)`` quantized in int32 lanes (the
+    vector arithmetic every element of torch's NCHW kernel takes)."""
+    d = np.float32(v) - xzpf
+    y = fma32(np.float32(d - mean), gp, b)
+    return np.uint8(quant_vec32(y, inv, yzp32, lo32, hi32) & 0xFF)
+
+
 @njit(**CPU_PARALLEL)
 def group_norm_nchw(x, sgn, rows, groups, cpg, hw, gamma, beta, xs, xzp, eps, inv, yzp, qmin,
                     qmax, out):
@@ -222,9 +232,7 @@ def group_norm_nchw(x, sgn, rows, groups, cpg, hw, gamma, beta, xs, xzp, eps, in
             xr = x[base + c * hw:base + c * hw + hw]
             yr = out[base + c * hw:base + c * hw + hw]
             for i in range(np.uint64(0), np.uint64(hw)):
-                d = np.float32(_value32(xr[i], sgn)) - xzpf
-                y = fma32(np.float32(d - mean), gp, b)
-                yr[i] = np.uint8(quant_vec32(y, inv, yzp32, lo32, hi32) & 0xFF)
+                yr[i] = _gn_byte(_value32(xr[i], sgn), xzpf, mean, gp, b, inv, yzp32, lo32, hi32)
 
 
 #: Plane size from which 8-bit NCHW group norm maps each channel through a
@@ -255,9 +263,8 @@ def _gn_table_rows(x, sgn, r0, r1, groups, cpg, hw, gamma, beta, xs, xzp, eps, i
             gp = np.float32(rstd * gamma[ch])
             b = beta[ch]
             for k in range(256):
-                d = np.float32(_value32(np.uint8(k), sgn)) - xzpf
-                y = fma32(np.float32(d - mean), gp, b)
-                table[k] = np.uint8(quant_vec32(y, inv, yzp32, lo32, hi32) & 0xFF)
+                table[k] = _gn_byte(_value32(np.uint8(k), sgn), xzpf, mean, gp, b, inv, yzp32, lo32,
+                                    hi32)
             p0 = base + c * hw
             if nv > 0:
                 lut64(table, x, p0, out, p0, nv)
