@@ -202,6 +202,21 @@ def layer_norm(x, sgn, m_rows, n, gamma, beta, xs, xzp, eps, inv, yzp, qmin, qma
 
 
 @njit(**CPU_INLINE)
+def _gn_stats(x, sgn, base, n, xzpf, xs, eps):
+    """``(mean, rstd)`` of the NCHW group row ``x[base : base + n]`` (exact
+    integer sums, then :func:`row_stats`)."""
+    s, ss = _int_sums(x, base, base + n, sgn)
+    return row_stats(np.float32(s), np.float32(ss), n, xzpf, xs, eps)
+
+
+@njit(**CPU_INLINE)
+def _gn_affine(r, c, groups, cpg, nch, rstd, gamma, beta):
+    """Channel ``c`` of group row ``r``: ``(fl(rstd * gamma), beta)``."""
+    ch = ((r % groups) * cpg + c) % nch
+    return np.float32(rstd * gamma[ch]), beta[ch]
+
+
+@njit(**CPU_INLINE)
 def _gn_byte(v, xzpf, mean, gp, b, inv, yzp32, lo32, hi32):
     """One NCHW group-norm output byte from the int32 input value ``v``:
     ``fma(fl(fl(v - zp) - mean), gp, beta)`` quantized in int32 lanes (the
@@ -223,12 +238,9 @@ def group_norm_nchw(x, sgn, rows, groups, cpg, hw, gamma, beta, xs, xzp, eps, in
     yzp32, lo32, hi32 = np.int32(yzp), np.int32(qmin), np.int32(qmax)
     for r in prange(rows):
         base = r * n
-        s, ss = _int_sums(x, base, base + n, sgn)
-        mean, rstd = row_stats(np.float32(s), np.float32(ss), n, xzpf, xs, eps)
+        mean, rstd = _gn_stats(x, sgn, base, n, xzpf, xs, eps)
         for c in range(cpg):
-            ch = ((r % groups) * cpg + c) % nch
-            gp = np.float32(rstd * gamma[ch])
-            b = beta[ch]
+            gp, b = _gn_affine(r, c, groups, cpg, nch, rstd, gamma, beta)
             xr = x[base + c * hw:base + c * hw + hw]
             yr = out[base + c * hw:base + c * hw + hw]
             for i in range(np.uint64(0), np.uint64(hw)):
@@ -256,12 +268,9 @@ def _gn_table_rows(x, sgn, r0, r1, groups, cpg, hw, gamma, beta, xs, xzp, eps, i
     nv = hw // 64
     for r in range(r0, r1):
         base = r * n
-        s, ss = _int_sums(x, base, base + n, sgn)
-        mean, rstd = row_stats(np.float32(s), np.float32(ss), n, xzpf, xs, eps)
+        mean, rstd = _gn_stats(x, sgn, base, n, xzpf, xs, eps)
         for c in range(cpg):
-            ch = ((r % groups) * cpg + c) % nch
-            gp = np.float32(rstd * gamma[ch])
-            b = beta[ch]
+            gp, b = _gn_affine(r, c, groups, cpg, nch, rstd, gamma, beta)
             for k in range(256):
                 table[k] = _gn_byte(_value32(np.uint8(k), sgn), xzpf, mean, gp, b, inv, yzp32, lo32,
                                     hi32)
