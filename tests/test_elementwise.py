@@ -74,14 +74,27 @@ def _all_pairs(dtype):
     return (np.repeat(v, v.size).astype(dtype.storage), np.tile(v, v.size).astype(dtype.storage))
 
 
+def _flat_path(monkeypatch, simd):
+    """Select the AVX-512 (qadd64 / qmul64) or the portable 8-bit add / mul kernels."""
+    from qops.kernels.cpu import _avx512
+
+    if simd and not _avx512.avx512bw_available():
+        pytest.skip("no AVX512-BW on this host (or QOPS_DISABLE_AVX512 set)")
+    if not simd:
+        monkeypatch.setenv("QOPS_DISABLE_AVX512", "1")
+
+
+@pytest.mark.parametrize("simd", [True, False], ids=["avx512", "portable"])
 @pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
 @pytest.mark.parametrize("dtype", [qops.quint8, qops.qint8], ids=lambda d: d.name)
-def test_flat_add_mul_all_pairs_both_drivers(rng, monkeypatch, dtype, parallel):
+def test_flat_add_mul_all_pairs_both_drivers(rng, monkeypatch, dtype, parallel, simd):
     """The flat 8-bit kernel (int32 vector lanes, the float32 product for mul)
     on every (a, b) pair plus a 63-element scalar tail, on its serial and its
-    parallel driver, with zero points at the ends of the range."""
+    parallel driver, AVX-512 and portable, with zero points at the ends of
+    the range."""
     import qops._elementwise as E
 
+    _flat_path(monkeypatch, simd)
     monkeypatch.setattr(E, "_FLAT_PARALLEL_MIN", 0 if parallel else 1 << 62)
     lo, hi = RANGE[dtype]
     ai, bi = _all_pairs(dtype)
@@ -167,10 +180,14 @@ def test_add_mul_of_two_channels_last_inputs(rng, dtype):
 
 @pytest.mark.parametrize("layout", ["transposed", "one_transposed", "sliced_rows", "row_broadcast",
                                     "a_broadcast", "scalar_broadcast", "column_broadcast",
-                                    "middle_broadcast", "size_one_dims"])
+                                    "middle_broadcast", "size_one_dims", "row_broadcast-portable",
+                                    "a_broadcast-portable"])
 def test_binary_layouts_and_broadcasting(rng, monkeypatch, layout):
     import qops._elementwise as E
 
+    if layout.endswith("-portable"):  # the row-by-row kernel without AVX-512
+        layout = layout.split("-")[0]
+        _flat_path(monkeypatch, False)
     # the broadcast layouts run the row-by-row kernel's parallel driver, the rest serial ones
     monkeypatch.setattr(E, "_FLAT_PARALLEL_MIN", 0 if layout in ("row_broadcast", "a_broadcast",
                                                                  "middle_broadcast") else 1 << 62)

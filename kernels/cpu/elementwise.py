@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL
+from ._avx512 import qadd64, qmul64
 from ._llvm import add_i32, fma32, fma64
 from .scalar import clamp_int, clamp_rint, expf_libm, expf_sleef, lrint64, rne_div_exact, wrap32
 
@@ -245,14 +246,19 @@ def _vector_span8(op, relu, a, b, out, j0, j1, sa, za, pa, sb, zb, pb, inv, zo, 
 
 
 @njit(**CPU_INLINE)
+def _scalar_tail8(op, relu, a, b, out, j0, j1, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax):
+    for j in range(j0, j1):
+        out[j] = elem_torch(op, False, relu, False, a[j], b[j], sa, za, pa, sb, zb, pb, inv, zo, m, 0,
+                            qmin, qmax)
+
+
+@njit(**CPU_INLINE)
 def _flat8(t, op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax):
     j0 = t * CHUNK
     j1 = min(j0 + CHUNK, n)
     jv = min(max(nv, j0), j1)
     _vector_span8(op, relu, a, b, out, j0, jv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
-    for j in range(jv, j1):
-        out[j] = elem_torch(op, False, relu, False, a[j], b[j], sa, za, pa, sb, zb, pb, inv, zo, m, 0,
-                            qmin, qmax)
+    _scalar_tail8(op, relu, a, b, out, jv, j1, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
 
 
 @njit(**CPU)
@@ -278,9 +284,7 @@ def _rows8(r0, r1, op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, sb, zb, 
         bv = b[rb[r]:rb[r] + n0]
         ov = out[ro[r]:ro[r] + n0]
         _vector_span8(op, relu, av, bv, ov, 0, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
-        for j in range(nv, n0):
-            ov[j] = elem_torch(op, False, relu, False, av[j], bv[j], sa, za, pa, sb, zb, pb, inv, zo, m,
-                               0, qmin, qmax)
+        _scalar_tail8(op, relu, av, bv, ov, nv, n0, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
 
 
 @njit(**CPU)
@@ -303,6 +307,71 @@ def binary8_rows_parallel(op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, s
     for t in prange((nr + per - 1) // per):
         _rows8(t * per, min(nr, (t + 1) * per), op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa,
                sb, zb, pb, inv, zo, m, qmin, qmax)
+
+
+# ------------------------------------------------------------------ AVX-512 8-bit
+# The same four drivers with the vector path through qadd64 / qmul64
+# (AVX512F + BW hosts only: LLVM cannot compile those intrinsics elsewhere, so
+# they live in kernels of their own).
+@njit(**CPU_INLINE)
+def _simd_span8(op, relu, a, oa, b, ob, out, oo, nvec, sa, za, pa, sb, zb, pb, inv, zo, m):
+    if op == OP_ADD:
+        qadd64(a, oa, b, ob, out, oo, nvec, relu, sa, pa, sb, pb, inv, zo)
+    else:
+        qmul64(a, oa, b, ob, out, oo, nvec, relu, np.float32(za), np.float32(zb), m, zo)
+
+
+@njit(**CPU_INLINE)
+def _flat8_simd(t, op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax):
+    j0 = t * CHUNK
+    j1 = min(j0 + CHUNK, n)
+    jv = min(max(nv, j0), j1)
+    _simd_span8(op, relu, a, j0, b, j0, out, j0, (jv - j0) // 64, sa, za, pa, sb, zb, pb, inv, zo, m)
+    _scalar_tail8(op, relu, a, b, out, jv, j1, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
+
+
+@njit(**CPU)
+def binary8_flat_simd(op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax):
+    """:func:`binary8_flat` on AVX512F + BW hosts (``nv`` a multiple of 64)."""
+    for t in range((n + CHUNK - 1) // CHUNK):
+        _flat8_simd(t, op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
+
+
+@njit(**CPU_PARALLEL)
+def binary8_flat_simd_parallel(op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin,
+                               qmax):
+    """:func:`binary8_flat_simd` with ``prange`` over CHUNK-element work items."""
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        _flat8_simd(t, op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
+
+
+@njit(**CPU_INLINE)
+def _rows8_simd(r0, r1, op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, sb, zb, pb, inv, zo, m,
+                qmin, qmax):
+    for r in range(r0, r1):
+        _simd_span8(op, relu, a, ra[r], b, rb[r], out, ro[r], nv // 64, sa, za, pa, sb, zb, pb, inv,
+                    zo, m)
+        _scalar_tail8(op, relu, a[ra[r]:ra[r] + n0], b[rb[r]:rb[r] + n0], out[ro[r]:ro[r] + n0], nv,
+                      n0, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
+
+
+@njit(**CPU)
+def binary8_rows_simd(op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, sb, zb, pb, inv, zo, m,
+                      qmin, qmax):
+    """:func:`binary8_rows` on AVX512F + BW hosts (``nv`` a multiple of 64)."""
+    _rows8_simd(0, ra.size, op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, sb, zb, pb, inv, zo,
+                m, qmin, qmax)
+
+
+@njit(**CPU_PARALLEL)
+def binary8_rows_simd_parallel(op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, sb, zb, pb, inv,
+                               zo, m, qmin, qmax):
+    """:func:`binary8_rows_simd` with ``prange`` over blocks of rows."""
+    per = max(1, CHUNK // max(n0, 1))
+    nr = ra.size
+    for t in prange((nr + per - 1) // per):
+        _rows8_simd(t * per, min(nr, (t + 1) * per), op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za,
+                    pa, sb, zb, pb, inv, zo, m, qmin, qmax)
 
 
 # ------------------------------------------------------------------ reference
