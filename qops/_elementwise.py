@@ -353,6 +353,21 @@ def _binary(kind, relu, a, b, scale, zero_point, numerics, op):
             _dispatch.run(_flat8_kernel("flat", numel), device, kind, relu, ad.reshape(-1),
                           bd.reshape(-1), out.reshape(-1), numel, numel // 64 * 64, *params)
             return QTensor._per_tensor(out, dtype, so, zo)
+    if (device == "cpu" and dtype is not qint32 and profile != "reference" and bd.size > 1
+            and 0 < bd.ndim <= ad.ndim and ad.shape[ad.ndim - bd.ndim:] == bd.shape
+            and ad.flags.c_contiguous and bd.flags.c_contiguous):
+        # the second input repeated along the first's leading dims (a bias
+        # row, say): torch's rows are b.size long, b's offset stays 0; what
+        # _iterator would find, without its Python cost
+        params = _torch_params(kind, a, b, so, zo, dtype)
+        if _flat_ok(kind, params):
+            n0 = bd.size
+            ra = np.arange(0, ad.size, n0, dtype=np.int64)
+            out = np.empty(ad.shape, dtype.storage)
+            _dispatch.run(_flat8_kernel("rows", ad.size), device, kind, relu, ad.reshape(-1),
+                          bd.reshape(-1), out.reshape(-1), ra, np.zeros_like(ra), ra, n0,
+                          n0 // 64 * 64, *params)
+            return QTensor._per_tensor(out, dtype, so, zo)
     if device == "cpu" and ad.shape == bd.shape and all(_channels_last_view(x) for x in (ad, bd)):
         # both channels-last (e.g. two conv outputs): torch's output is
         # channels-last and its flat loop runs in memory order, which is the

@@ -180,7 +180,8 @@ def test_add_mul_of_two_channels_last_inputs(rng, dtype):
 
 @pytest.mark.parametrize("layout", ["transposed", "one_transposed", "sliced_rows", "row_broadcast",
                                     "a_broadcast", "scalar_broadcast", "column_broadcast",
-                                    "middle_broadcast", "size_one_dims", "row_broadcast-portable",
+                                    "middle_broadcast", "size_one_dims", "trailing_broadcast",
+                                    "short_row_broadcast", "row_broadcast-portable",
                                     "a_broadcast-portable"])
 def test_binary_layouts_and_broadcasting(rng, monkeypatch, layout):
     import qops._elementwise as E
@@ -190,7 +191,8 @@ def test_binary_layouts_and_broadcasting(rng, monkeypatch, layout):
         _flat_path(monkeypatch, False)
     # the broadcast layouts run the row-by-row kernel's parallel driver, the rest serial ones
     monkeypatch.setattr(E, "_FLAT_PARALLEL_MIN", 0 if layout in ("row_broadcast", "a_broadcast",
-                                                                 "middle_broadcast") else 1 << 62)
+                                                                 "middle_broadcast",
+                                                                 "trailing_broadcast") else 1 << 62)
     dtype = qops.quint8
     ai, bi = _all_pairs(dtype)
     x, y = ai[:40000], bi[:40000]
@@ -204,6 +206,8 @@ def test_binary_layouts_and_broadcasting(rng, monkeypatch, layout):
         "column_broadcast": (x[:39000].reshape(300, 130), y[:300].reshape(300, 1)),
         "middle_broadcast": (x[:390].reshape(3, 1, 130), y[:520].reshape(1, 4, 130)),
         "size_one_dims": (x[:390].reshape(3, 1, 130, 1), y[:390].reshape(3, 1, 130, 1)),
+        "trailing_broadcast": (x[:39000].reshape(30, 10, 130), y[:1300].reshape(10, 130)),
+        "short_row_broadcast": (x[:39200].reshape(5600, 1, 7), y[:7].reshape(1, 7)),
     }
     va, vb = views[layout]
     for _ in range(4):
