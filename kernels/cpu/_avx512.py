@@ -22,12 +22,13 @@
   part of the arithmetic) and the int32 -> int8 saturation as
   ``vpackssdw`` + ``vpackuswb`` / ``vpacksswb`` + ``vpermd``.  Numba's own
   loop over the same formula runs 16 lanes per iteration, narrows with
-  ``vpmovdb`` after two clamps, and takes about 1.6 times as long.
+  ``vpmovdb`` after two clamps, and takes 1.5-1.7 times as long.
 
 Each is only compiled on CPUs with its feature (LLVM cannot select the
 instructions elsewhere): :func:`vbmi_available`, :func:`avx512_available`
-and :func:`avx512bw_available` tell the callers which path to take, and ``QOPS_DISABLE_AVX512=1`` turns
-both off (the tests run the portable paths that way).
+and :func:`avx512bw_available` tell the callers which path to take, and
+``QOPS_DISABLE_AVX512=1`` turns all of them off (the tests run the portable
+paths that way).
 """
 
 import os
