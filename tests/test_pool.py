@@ -89,7 +89,7 @@ def _geometry(rng, sizes, dilation=False):
     return k, s, p, d
 
 
-CHANNELS = [1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 33, 64]
+CHANNELS = [1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 33, 64, 80, 130]
 
 
 # ------------------------------------------------------------------ torch
@@ -422,3 +422,41 @@ def test_parallel_and_serial_drivers_agree(rng, monkeypatch, layout):
             monkeypatch.setattr(P, "POOL_PARALLEL_WORK", 0)
             parallel = fn(x).int_repr()
             np.testing.assert_array_equal(parallel, serial)
+
+
+@pytest.mark.parametrize("dtype", [qops.quint8, qops.qint8], ids=lambda d: d.name)
+def test_avx512_channels_last_drivers(rng, monkeypatch, dtype):
+    """The AVX-512 channels-last drivers (window maximum / int32 sum of 64
+    channels in registers, the channels past the last block in a loop) give
+    the portable drivers' bytes: 64+ channels, dilated and clipped windows,
+    serial and parallel drivers."""
+    from qops.kernels.cpu import _avx512
+    from qops.kernels.cpu import pool as P
+
+    if not _avx512.avx512bw_available():
+        pytest.skip("no AVX512-BW on this host (or QOPS_DISABLE_AVX512 set)")
+    cases = [
+        lambda x: qops.functional.max_pool2d(x, 3, 2, 1),
+        lambda x: qops.functional.max_pool2d(x, (2, 3), (1, 2), (1, 1), (2, 1), True),
+        lambda x: qops.functional.avg_pool2d(x, 3, 1, 1),
+        lambda x: qops.functional.avg_pool2d(x, (2, 3), 2, (1, 0), True, False),
+        lambda x: qops.functional.avg_pool2d(x, 2, divisor_override=3),
+        lambda x: qops.functional.adaptive_avg_pool2d(x, (3, 4)),
+    ]
+    for c in (64, 65, 128, 200):
+        a = rng.integers(dtype.qmin, dtype.qmax + 1, (2, 9, 11, c)).astype(dtype.storage)
+        x = qops.make_per_tensor_qtensor(a, 0.1, 3, dtype).permute(0, 3, 1, 2)
+        x3 = qops.make_per_tensor_qtensor(a.reshape(2, 3, 3, 11, c), 0.1, 3, dtype).permute(0, 4, 1, 2, 3)
+        for fn, arg in [(f, x) for f in cases] + [
+                (lambda v: qops.functional.avg_pool3d(v, 2, 1, 1), x3),
+                (lambda v: qops.functional.adaptive_avg_pool3d(v, (2, 2, 5)), x3)]:
+            got = {}
+            for path in ("avx512", "portable"):
+                if path == "portable":
+                    monkeypatch.setenv("QOPS_DISABLE_AVX512", "1")
+                for par in (False, True):
+                    monkeypatch.setattr(P, "POOL_PARALLEL_WORK", 0 if par else 1 << 62)
+                    got[path, par] = fn(arg).int_repr()
+                monkeypatch.delenv("QOPS_DISABLE_AVX512", raising=False)
+            for key, v in got.items():
+                np.testing.assert_array_equal(v, got["portable", False], err_msg=str((c, key)))

@@ -16,6 +16,10 @@
   is zero; otherwise it recomputes with the exact loop.  LLVM's own
   vectorisation of ``llvm.minimum`` costs several instructions per vector
   and runs at about half of memory speed.
+* :func:`maxtaps64` / :func:`sumtaps64` (AVX512F + BW): channels-last
+  pooling windows 64 channels at a time, the running maximum (bytes) or sum
+  (int32 lanes) held in registers across the window's taps.  Numba's loop
+  keeps it in the output row in memory, a load and a store per tap.
 * :func:`qadd64` / :func:`qmul64` (AVX512F + BW): torch's vector lambdas of
   the 8-bit quantized add and mul, 64 elements per iteration, written as
   torch's AVX512 code is: ``vcvtps2dq`` itself (its NaN and overflow result is
@@ -38,7 +42,7 @@ from numba import types
 from numba.extending import intrinsic
 
 __all__ = ["vbmi_available", "avx512_available", "avx512bw_available", "lut64", "permute64",
-           "minmax64", "qadd64", "qmul64"]
+           "minmax64", "qadd64", "qmul64", "maxtaps64", "sumtaps64"]
 
 _I1 = ir.IntType(1)
 _I8 = ir.IntType(8)
@@ -94,8 +98,9 @@ def avx512_available() -> bool:
 
 
 def avx512bw_available() -> bool:
-    """True when :func:`qadd64` and :func:`qmul64` will run (AVX512F and BW on the
-    host, ``QOPS_DISABLE_AVX512`` unset)."""
+    """True when :func:`qadd64`, :func:`qmul64`, :func:`maxtaps64` and
+    :func:`sumtaps64` will run (AVX512F and BW on the host,
+    ``QOPS_DISABLE_AVX512`` unset)."""
     return _HOST_BW and _enabled()
 
 
@@ -129,6 +134,38 @@ def _for(builder, n, name, emit):
     builder.branch(head)
 
     builder.position_at_end(done)
+
+
+def _fold(builder, n, name, init, emit):
+    """Emit ``acc = init; for i in range(n): acc = emit(builder, i, acc)`` with
+    the accumulators (a list of values) in registers; returns their final values."""
+    pre = builder.block
+    func = builder.function
+    head = func.append_basic_block(f"{name}.head")
+    body = func.append_basic_block(f"{name}.body")
+    done = func.append_basic_block(f"{name}.done")
+    builder.branch(head)
+
+    builder.position_at_end(head)
+    i = builder.phi(_I64)
+    i.add_incoming(ir.Constant(_I64, 0), pre)
+    acc = []
+    for v in init:
+        ph = builder.phi(v.type)
+        ph.add_incoming(v, pre)
+        acc.append(ph)
+    builder.cbranch(builder.icmp_signed("<", i, n), body, done)
+
+    builder.position_at_end(body)
+    new = emit(builder, i, acc)
+    end = builder.block
+    i.add_incoming(builder.add(i, ir.Constant(_I64, 1)), end)
+    for ph, v in zip(acc, new):
+        ph.add_incoming(v, end)
+    builder.branch(head)
+
+    builder.position_at_end(done)
+    return acc
 
 
 def _map64(builder, px, po, nvec, name, fn):
@@ -437,3 +474,88 @@ def qmul64(typingctx, a, a_off, b, b_off, out, o_off, nvec, relu, za, zb, m, zo)
     sig = types.void(a, types.intp, b, types.intp, out, types.intp, types.intp, types.boolean,
                      f, f, f, types.int64)
     return sig, _qmul64_codegen
+
+
+# ------------------------------------------------------------------ pooling windows
+def _taps64(context, builder, sig, args, name, init, step, store):
+    """The loop shared by :func:`maxtaps64` and :func:`sumtaps64`: for each
+    64-channel block, fold ``step(b, acc, bytes)`` over the taps (starting
+    from ``init``), then ``store(b, acc, block_offset)``."""
+    x_arr, offs_arr, ntaps, nblk = args[:4]
+    px = context.make_array(sig.args[0])(context, builder, x_arr).data
+    pofs = context.make_array(sig.args[1])(context, builder, offs_arr).data
+
+    def block(b, blk):
+        boff = b.mul(blk, ir.Constant(_I64, 64))
+
+        def tap(bb, t, acc):
+            off = bb.add(bb.load(bb.gep(pofs, [t])), boff)
+            xv = bb.load(bb.bitcast(bb.gep(px, [off]), _V64.as_pointer()), align=1)
+            return [step(bb, acc[0], xv)]
+
+        store(b, _fold(b, ntaps, f"{name}.taps", [init], tap)[0], boff)
+
+    _for(builder, nblk, name, block)
+    return context.get_dummy_value()
+
+
+def _maxtaps64_codegen(context, builder, sig, args):
+    signed = sig.args[0].dtype == types.int8
+    po = builder.gep(context.make_array(sig.args[4])(context, builder, args[4]).data, [args[5]])
+    low = _splat(builder, builder.trunc(args[6], _I8), _V64)
+
+    def step(b, acc, xv):
+        above = b.icmp_signed(">", xv, acc) if signed else b.icmp_unsigned(">", xv, acc)
+        return b.select(above, xv, acc)
+
+    def store(b, acc, boff):
+        b.store(acc, b.bitcast(b.gep(po, [boff]), _V64.as_pointer()), align=1)
+
+    return _taps64(context, builder, sig, args, "maxtaps64", low, step, store)
+
+
+def _sumtaps64_codegen(context, builder, sig, args):
+    signed = sig.args[0].dtype == types.int8
+    vi64 = ir.VectorType(_I32, 64)
+    pacc = context.make_array(sig.args[4])(context, builder, args[4]).data
+
+    def step(b, acc, xv):
+        return b.add(acc, b.sext(xv, vi64) if signed else b.zext(xv, vi64))
+
+    def store(b, acc, boff):
+        b.store(acc, b.bitcast(b.gep(pacc, [boff]), vi64.as_pointer()), align=4)
+
+    return _taps64(context, builder, sig, args, "sumtaps64", ir.Constant(vi64, [0] * 64), step, store)
+
+
+def _offsets(offs):
+    return isinstance(offs, types.Array) and offs.dtype == types.int64 and offs.layout == "C"
+
+
+@intrinsic
+def maxtaps64(typingctx, x, offs, ntaps, nblk, out, o_off, lowest):
+    """Window maxima of 64-channel blocks: for ``b < nblk``,
+    ``out[o_off + 64b + j] = max(lowest, x[offs[t] + 64b + j] for t < ntaps)``.
+
+    ``x``, ``out``: contiguous arrays of one 8-bit dtype (signed comparison for
+    int8); ``offs``: int64 element offsets of the taps' channel rows; no
+    bounds checks.
+    """
+    if not (_q8_c(x, out) and _offsets(offs)):
+        return None
+    sig = types.void(x, offs, types.intp, types.intp, out, types.intp, types.int64)
+    return sig, _maxtaps64_codegen
+
+
+@intrinsic
+def sumtaps64(typingctx, x, offs, ntaps, nblk, acc):
+    """Window sums of 64-channel blocks in int32: for ``b < nblk``,
+    ``acc[64b + j] = sum(x[offs[t] + 64b + j] for t < ntaps)`` (wrapping).
+
+    ``x``: a contiguous 8-bit array (int8 values sign-extended); ``offs`` as
+    :func:`maxtaps64`; ``acc``: contiguous int32 of at least ``64 * nblk``.
+    """
+    if not (_q8_c(x) and _offsets(offs) and isinstance(acc, types.Array)
+            and acc.dtype == types.int32 and acc.layout == "C"):
+        return None
+    return types.void(x, offs, types.intp, types.intp, acc), _sumtaps64_codegen
