@@ -6,7 +6,8 @@ instruction, without it a correctly rounded library call.  Loops using it
 vectorise to ``vfmadd``.  ``add_i32`` is a wrapping int32 addition that stays
 int32 (Numba widens ``int32 + int32`` to int64).  ``f32_from_bits`` and
 ``f64_from_bits`` reinterpret an integer's bits as a float without the
-temporary array of ``np.array([i]).view(...)``.
+temporary array of ``np.array([i]).view(...)``.  ``load_u64`` reads 8 bytes of
+a uint8 array at any offset as one integer (one unaligned load).
 """
 
 from llvmlite import ir
@@ -70,3 +71,19 @@ def f64_from_bits(typingctx, i):
     if i != types.int64:
         return None
     return types.float64(types.int64), _bitcast_codegen
+
+
+def _load_u64_codegen(context, builder, sig, args):
+    arr, off = args
+    data = context.make_array(sig.args[0])(context, builder, arr).data
+    p = builder.bitcast(builder.gep(data, [off]), ir.IntType(64).as_pointer())
+    return builder.load(p, align=1)
+
+
+@intrinsic
+def load_u64(typingctx, a, off):
+    """Bytes ``a[off : off + 8]`` of a contiguous uint8 array as one
+    little-endian uint64: a single unaligned load (no bounds check)."""
+    if not (isinstance(a, types.Array) and a.dtype == types.uint8 and a.layout == "C"):
+        return None
+    return types.uint64(a, types.uint64), _load_u64_codegen

@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CPU, CPU_INLINE, CPU_PARALLEL
+from ._llvm import load_u64
 from .gemm import KG, block_portable, block_vnni
 from .requant import _block
 
@@ -232,15 +233,6 @@ def depthwise(x, zx, w, zw, mult, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw
 
 # ------------------------------------------------- padded input, fused depthwise
 @njit(**CPU_INLINE)
-def _load8(a, p):
-    """Bytes ``a[p : p + 8]`` as one little-endian uint64 (any alignment)."""
-    return (_U64(a[p]) | (_U64(a[p + _U64(1)]) << _U64(8)) | (_U64(a[p + _U64(2)]) << _U64(16))
-            | (_U64(a[p + _U64(3)]) << _U64(24)) | (_U64(a[p + _U64(4)]) << _U64(32))
-            | (_U64(a[p + _U64(5)]) << _U64(40)) | (_U64(a[p + _U64(6)]) << _U64(48))
-            | (_U64(a[p + _U64(7)]) << _U64(56)))
-
-
-@njit(**CPU_INLINE)
 def _swap_blocks(a, b, s, m):
     """One step of an 8x8 byte transpose: exchange the ``s``-byte blocks
     selected by ``~m`` of ``a`` with those selected by ``m`` of ``b``."""
@@ -253,14 +245,14 @@ def _transpose_8x8(src, b, stride, out64, o, ow, f):
     """8 channels x 8 pixels: rows of 8 bytes at ``src[b + k*stride]`` (one
     channel each) to 8 words ``out64[o + k*ow]`` (one pixel each), XOR ``f``."""
     st = _U64(stride)
-    r0 = _load8(src, b)
-    r1 = _load8(src, b + st)
-    r2 = _load8(src, b + _U64(2) * st)
-    r3 = _load8(src, b + _U64(3) * st)
-    r4 = _load8(src, b + _U64(4) * st)
-    r5 = _load8(src, b + _U64(5) * st)
-    r6 = _load8(src, b + _U64(6) * st)
-    r7 = _load8(src, b + _U64(7) * st)
+    r0 = load_u64(src, b)
+    r1 = load_u64(src, b + st)
+    r2 = load_u64(src, b + _U64(2) * st)
+    r3 = load_u64(src, b + _U64(3) * st)
+    r4 = load_u64(src, b + _U64(4) * st)
+    r5 = load_u64(src, b + _U64(5) * st)
+    r6 = load_u64(src, b + _U64(6) * st)
+    r7 = load_u64(src, b + _U64(7) * st)
     m = _U64(0x00000000FFFFFFFF)
     r0, r4 = _swap_blocks(r0, r4, 4, m)
     r1, r5 = _swap_blocks(r1, r5, 4, m)
@@ -319,11 +311,14 @@ def _pad_rows(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, r0, r1):
             continue
         sb = _U64((n * c_ * d_ + z - pd) * h_ * w_ + (y - ph) * w_)  # channel 0, pixel 0
         i0 = 0
-        if blocks:
+        if blocks and w_ >= 8:
+            # 8-pixel blocks, the last one overlapping its neighbour when W is
+            # not a multiple of 8 (a copy: writing bytes twice is harmless)
             cw = c_ // 8
-            i0 = w_ - w_ % 8
+            i0 = w_
             for c0 in range(0, c_, 8):
-                for i in range(0, i0, 8):
+                for k in range((w_ + 7) // 8):
+                    i = min(8 * k, w_ - 8)
                     _transpose_8x8(src, sb + _U64(c0 * hw + i), hw, out64,
                                    (ob + _U64(i * c_ + c0)) // _U64(8), cw, f64)
         for c in range(_U64(0), _U64(c_)):
