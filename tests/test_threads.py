@@ -117,3 +117,36 @@ def test_import_alone_changes_nothing():
         env={k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"},
     )
     assert _check(res) == ["default"]
+
+
+def test_parts_on_python_threads_from_threads_and_forks():
+    """The min/max pass above MINMAX_PARALLEL_MIN runs in parts on a Python
+    thread pool (kernels._split): from 8 threads at once, and in forked
+    children after the parent used the pool (a child builds its own)."""
+    res = _python(
+        """
+        import threading, multiprocessing as mp
+        from qops.kernels.cpu.observe import MINMAX_PARALLEL_MIN
+        y = np.random.default_rng(1).standard_normal(MINMAX_PARALLEL_MIN + 77).astype(np.float32)
+        y[12345] = -9.5
+        y[-3] = 9.25
+        def mm():
+            o = qops.observer.MinMaxObserver()
+            o(y)
+            return float(o.min_val), float(o.max_val)
+        assert mm() == (-9.5, 9.25)
+        results = []
+        def worker():
+            for _ in range(5):
+                results.append(mm() == (-9.5, 9.25))
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        def work(i):
+            return mm() == (-9.5, 9.25)
+        with mp.get_context("fork").Pool(2) as pool:
+            out = pool.map(work, range(4))
+        print(len(results), all(results), all(out))
+        """
+    )
+    assert _check(res) == ["40", "True", "True"]

@@ -38,6 +38,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN
+from .._split import parts, run_parts
 from ._avx512 import MINMAX_BLOCK, avx512_available, minmax64
 from ._llvm import fma32
 
@@ -58,9 +59,10 @@ __all__ = [
 _F32_INF = np.float32(np.inf)
 _F32_NINF = np.float32(-np.inf)
 
-#: float32 elements from which the AVX512F min/max pass runs in parallel: one
-#: thread reads 4M in 0.21 ms, about as fast as two after their wake-up
-#: (measured on the reference machine); 16M take 1.57 ms on one, 1.25 on two.
+#: float32 elements from which the AVX512F min/max pass runs in parts on
+#: several threads (:mod:`qops.kernels._split`): one thread reads 4M in
+#: 0.21 ms, about as fast as two after their wake-up (measured on the
+#: reference machine); 16M take 2.0-2.2 ms on one, 0.81-1.37 ms in two parts.
 MINMAX_PARALLEL_MIN = 1 << 23
 
 #: torch's ``Vectorized<float>`` lanes in its sum kernel (measured: 8 on an
@@ -186,20 +188,22 @@ def _minmax_fast_serial(x, out):
     return not nan
 
 
-@njit(**CPU_PARALLEL)
-def _minmax_fast_parallel(x, out, nblocks):
+@njit(**CPU)
+def _minmax_fast_part(x, lo, hi):
+    """:func:`_minmax_fast_span` as a kernel of its own (one part of the work)."""
+    return _minmax_fast_span(x, lo, hi)
+
+
+def _minmax_fast_parts(x, out):
+    """:func:`_minmax_fast_serial` in ``parts()`` slices of whole blocks at once."""
     n = x.size
-    nc = min(nblocks, (n + CHUNK - 1) // CHUNK)
-    per = (n + nc - 1) // nc
+    k = parts()
+    per = -(-n // k)
     per += -per % MINMAX_BLOCK
-    mins = np.empty(nc, np.float32)
-    maxs = np.empty(nc, np.float32)
-    nans = np.empty(nc, np.bool_)
-    for c in prange(nc):
-        mins[c], maxs[c], nans[c] = _minmax_fast_span(x, min(n, c * per), min(n, (c + 1) * per))
-    out[0] = mins.min()
-    out[1] = maxs.max()
-    return not nans.any()
+    res = run_parts(_minmax_fast_part, [(x, min(n, i * per), min(n, (i + 1) * per)) for i in range(k)])
+    out[0] = min(r[0] for r in res)
+    out[1] = max(r[1] for r in res)
+    return not any(r[2] for r in res)
 
 
 def minmax(x, skip_inf, out):
@@ -216,7 +220,7 @@ def minmax(x, skip_inf, out):
     """
     if not skip_inf and x.size >= MINMAX_BLOCK and avx512_available():
         if x.size >= MINMAX_PARALLEL_MIN:
-            clean = _minmax_fast_parallel(x, out, 4 * numba.get_num_threads())
+            clean = _minmax_fast_parts(x, out)
         else:
             clean = _minmax_fast_serial(x, out)
         if clean:
