@@ -277,12 +277,12 @@ def _broadcast_shape(op, sa, sb):
 #: From this many elements on, 8-bit ops look their results up in a table of
 #: all 2 * 65536 (path, a, b) results instead of computing each one.
 _TABLE_MIN = 1 << 16
-#: From this many elements on, the flat 8-bit add / mul runs in parallel.  One
-#: thread does about 8 elements per nanosecond with the AVX-512 kernels on the
-#: reference machine (4.5 with the portable ones) and waking the workqueue
-#: layer's threads costs 0.1-0.2 ms: measured with the AVX-512 add, 4M
-#: elements take 0.53 ms on one thread and 0.61 ms on two, 16M 2.2 and 1.4 ms.
-_FLAT_PARALLEL_MIN = 1 << 23
+#: From this many elements on, the 8-bit add / mul runs in parts on several
+#: threads (``kernels.cpu.elementwise.binary8_*_parts``).  Measured with the
+#: AVX-512 add on the reference machine: 1M elements take 0.135 ms on one
+#: thread and 0.16-0.18 ms in two parts, 4M 0.54 and 0.38 ms, 16M 2.2 and
+#: 1.15-1.30 ms.
+_FLAT_PARALLEL_MIN = 1 << 22
 
 
 def _torch_params(kind, a, b, so, zo, dtype):
@@ -298,10 +298,10 @@ def _torch_params(kind, a, b, so, zo, dtype):
 
 def _flat8_kernel(kind, numel):
     """The 8-bit add / mul kernel over ``numel`` elements: ``kind`` "flat" (one
-    contiguous row) or "rows"; AVX-512 where the host has it; parallel from
+    contiguous row) or "rows"; AVX-512 where the host has it; in parts from
     ``_FLAT_PARALLEL_MIN`` elements."""
     simd = "_simd" if avx512bw_available() else ""
-    par = "_parallel" if numel >= _FLAT_PARALLEL_MIN else ""
+    par = "_parts" if numel >= _FLAT_PARALLEL_MIN else ""
     return f"elementwise.binary8_{kind}{simd}{par}"
 
 

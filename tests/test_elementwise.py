@@ -85,13 +85,13 @@ def _flat_path(monkeypatch, simd):
 
 
 @pytest.mark.parametrize("simd", [True, False], ids=["avx512", "portable"])
-@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parts"])
 @pytest.mark.parametrize("dtype", [qops.quint8, qops.qint8], ids=lambda d: d.name)
 def test_flat_add_mul_all_pairs_both_drivers(rng, monkeypatch, dtype, parallel, simd):
     """The flat 8-bit kernel (int32 vector lanes, the float32 product for mul)
-    on every (a, b) pair plus a 63-element scalar tail, on its serial and its
-    parallel driver, AVX-512 and portable, with zero points at the ends of
-    the range."""
+    on every (a, b) pair plus a 63-element scalar tail, on one thread and in
+    parts (the part boundary inside the pairs), AVX-512 and portable, with
+    zero points at the ends of the range."""
     import qops._elementwise as E
 
     _flat_path(monkeypatch, simd)
@@ -189,7 +189,7 @@ def test_binary_layouts_and_broadcasting(rng, monkeypatch, layout):
     if layout.endswith("-portable"):  # the row-by-row kernel without AVX-512
         layout = layout.split("-")[0]
         _flat_path(monkeypatch, False)
-    # the broadcast layouts run the row-by-row kernel's parallel driver, the rest serial ones
+    # the broadcast layouts run the row-by-row kernel in parts, the rest on one thread
     monkeypatch.setattr(E, "_FLAT_PARALLEL_MIN", 0 if layout in ("row_broadcast", "a_broadcast",
                                                                  "middle_broadcast",
                                                                  "trailing_broadcast") else 1 << 62)

@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL
+from .._split import parts, run_parts
 from ._avx512 import qadd64, qmul64
 from ._llvm import add_i32, fma32, fma64
 from .scalar import clamp_int, clamp_rint, expf_libm, expf_sleef, lrint64, rne_div_exact, wrap32
@@ -269,13 +270,6 @@ def binary8_flat(op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m,
         _flat8(t, op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
 
 
-@njit(**CPU_PARALLEL)
-def binary8_flat_parallel(op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax):
-    """:func:`binary8_flat` with ``prange`` over CHUNK-element work items."""
-    for t in prange((n + CHUNK - 1) // CHUNK):
-        _flat8(t, op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
-
-
 @njit(**CPU_INLINE)
 def _rows8(r0, r1, op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, sb, zb, pb, inv, zo, m,
            qmin, qmax):
@@ -298,21 +292,10 @@ def binary8_rows(op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, sb, zb, pb
            qmin, qmax)
 
 
-@njit(**CPU_PARALLEL)
-def binary8_rows_parallel(op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, sb, zb, pb, inv, zo,
-                          m, qmin, qmax):
-    """:func:`binary8_rows` with ``prange`` over blocks of rows."""
-    per = max(1, CHUNK // max(n0, 1))
-    nr = ra.size
-    for t in prange((nr + per - 1) // per):
-        _rows8(t * per, min(nr, (t + 1) * per), op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa,
-               sb, zb, pb, inv, zo, m, qmin, qmax)
-
-
 # ------------------------------------------------------------------ AVX-512 8-bit
-# The same four drivers with the vector path through qadd64 / qmul64
-# (AVX512F + BW hosts only: LLVM cannot compile those intrinsics elsewhere, so
-# they live in kernels of their own).
+# The same two drivers with the vector path through qadd64 / qmul64 (AVX512F +
+# BW hosts only: LLVM cannot compile those intrinsics elsewhere, so they live
+# in kernels of their own).
 @njit(**CPU_INLINE)
 def _simd_span8(op, relu, a, oa, b, ob, out, oo, nvec, sa, za, pa, sb, zb, pb, inv, zo, m):
     if op == OP_ADD:
@@ -337,14 +320,6 @@ def binary8_flat_simd(op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, z
         _flat8_simd(t, op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
 
 
-@njit(**CPU_PARALLEL)
-def binary8_flat_simd_parallel(op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin,
-                               qmax):
-    """:func:`binary8_flat_simd` with ``prange`` over CHUNK-element work items."""
-    for t in prange((n + CHUNK - 1) // CHUNK):
-        _flat8_simd(t, op, relu, a, b, out, n, nv, sa, za, pa, sb, zb, pb, inv, zo, m, qmin, qmax)
-
-
 @njit(**CPU_INLINE)
 def _rows8_simd(r0, r1, op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, sb, zb, pb, inv, zo, m,
                 qmin, qmax):
@@ -363,15 +338,47 @@ def binary8_rows_simd(op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, sb, z
                 m, qmin, qmax)
 
 
-@njit(**CPU_PARALLEL)
-def binary8_rows_simd_parallel(op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za, pa, sb, zb, pb, inv,
-                               zo, m, qmin, qmax):
-    """:func:`binary8_rows_simd` with ``prange`` over blocks of rows."""
-    per = max(1, CHUNK // max(n0, 1))
-    nr = ra.size
-    for t in prange((nr + per - 1) // per):
-        _rows8_simd(t * per, min(nr, (t + 1) * per), op, relu, a, b, out, ra, rb, ro, n0, nv, sa, za,
-                    pa, sb, zb, pb, inv, zo, m, qmin, qmax)
+# ------------------------------------------------------------------ in parts
+# Large 8-bit add / mul runs the serial drivers above on parts of the work at
+# once (:mod:`qops.kernels._split`): 16M elements took 1.15-1.30 ms that way,
+# 1.27-2.53 ms on workqueue's prange and 2.2 ms on one thread (measured).
+def _flat_parts(fn, op, relu, a, b, out, n, nv, *params):
+    k = parts()
+    per = -(-n // k)
+    per += -per % 64  # whole vector blocks: each part's vector prefix stays a multiple of 64
+    jobs = []
+    for i in range(k):
+        lo, hi = min(n, i * per), min(n, (i + 1) * per)
+        jobs.append((op, relu, a[lo:hi], b[lo:hi], out[lo:hi], hi - lo, min(max(nv - lo, 0), hi - lo))
+                    + params)
+    run_parts(fn, jobs)
+
+
+def _rows_parts(fn, op, relu, a, b, out, ra, rb, ro, *rest):
+    k = parts()
+    per = -(-ra.size // k)
+    run_parts(fn, [(op, relu, a, b, out, ra[i * per:(i + 1) * per], rb[i * per:(i + 1) * per],
+                    ro[i * per:(i + 1) * per]) + rest for i in range(k)])
+
+
+def binary8_flat_parts(*args):
+    """:func:`binary8_flat` in ``parts()`` slices of whole 64-element blocks."""
+    _flat_parts(binary8_flat, *args)
+
+
+def binary8_flat_simd_parts(*args):
+    """:func:`binary8_flat_simd` in ``parts()`` slices of whole 64-element blocks."""
+    _flat_parts(binary8_flat_simd, *args)
+
+
+def binary8_rows_parts(*args):
+    """:func:`binary8_rows` in ``parts()`` sets of rows."""
+    _rows_parts(binary8_rows, *args)
+
+
+def binary8_rows_simd_parts(*args):
+    """:func:`binary8_rows_simd` in ``parts()`` sets of rows."""
+    _rows_parts(binary8_rows_simd, *args)
 
 
 # ------------------------------------------------------------------ reference
