@@ -22,8 +22,9 @@ CHUNK = 1 << 15
 PARALLEL_MIN = 1 << 17
 
 #: Elements from which a streaming 8-bit kernel (one pass, a few vector
-#: instructions per 64 bytes: clamps, table lookups) runs in parallel.  On the
-#: reference machine one core moves 40-55 GB/s through such a loop (1M bytes
-#: in 0.023 ms, 16M in 0.61 ms) and waking the workqueue layer's threads costs
-#: 0.1-0.3 ms, so below 32M elements a second thread only adds time.
-STREAM_PARALLEL_MIN = 1 << 25
+#: instructions per 64 bytes: clamps, table lookups) runs in parts on several
+#: threads (:mod:`qops.kernels._split`, Python threads: a ``workqueue``
+#: launch costs 0.1-0.3 ms and gains little here).  On the reference machine
+#: relu takes 0.23 ms for 8M bytes either way, and 0.68 ms on one thread
+#: against 0.40 ms in two parts for 16M.
+STREAM_PARALLEL_MIN = 1 << 23

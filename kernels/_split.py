@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
-__all__ = ["parts", "run_parts"]
+__all__ = ["parts", "run_parts", "run_ranges"]
 
 _lock = threading.Lock()
 _pool = None
@@ -60,3 +60,14 @@ def run_parts(fn, arg_tuples):
         for f in futures:  # never return while a part still writes
             f.exception()
     return [first] + [f.result() for f in futures]
+
+
+def run_ranges(fn, n, *args, align=64, tail=()):
+    """``fn(*args, lo, hi, *tail)`` over ``parts()`` consecutive ranges
+    covering ``[0, n)``, each starting at a multiple of ``align``; returns the
+    results in order."""
+    k = parts()
+    per = -(-n // k)
+    per += -per % align
+    return run_parts(fn, [args + (min(n, i * per), min(n, (i + 1) * per)) + tuple(tail)
+                          for i in range(k)])

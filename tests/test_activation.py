@@ -175,14 +175,21 @@ def _qview_dt(b, s, z, qd):
     return qops.make_per_tensor_qtensor(b, s, z, qd)
 
 
+@pytest.mark.parametrize("simd", [True, False], ids=["avx512", "portable"])
 @pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
 @pytest.mark.parametrize("dt", ["quint8", "qint8"])
-def test_prelu_every_byte_and_layout(dt, parallel, rng, monkeypatch):
+def test_prelu_every_byte_and_layout(dt, parallel, simd, rng, monkeypatch):
     """The vector-arithmetic prelu against torch on every input byte in each
     channel, channel runs of 1, 3, 64 and 70 elements, extreme output scales
-    (clamping at both ends), on both drivers."""
+    (clamping at both ends), on both drivers, through qprelu64 (a factor
+    period of 64 and of 960 values; runs of 64 and 70) and portable."""
+    from qops.kernels.cpu import _avx512
     from qops.kernels.cpu import activation as A
 
+    if simd and not _avx512.avx512bw_available():
+        pytest.skip("no AVX512-BW on this host (or QOPS_DISABLE_AVX512 set)")
+    if not simd:
+        monkeypatch.setenv("QOPS_DISABLE_AVX512", "1")
     monkeypatch.setattr(A, "PRELU_PARALLEL_MIN", 0 if parallel else 1 << 62)
     qd, td, sd = DTYPES[dt]
     lo = qd.qmin

@@ -20,6 +20,8 @@
   pooling windows 64 channels at a time, the running maximum (bytes) or sum
   (int32 lanes) held in registers across the window's taps.  Numba's loop
   keeps it in the output row in memory, a load and a store per tap.
+* :func:`qprelu64` (AVX512F + BW): torch's integer PReLU, 64 values per
+  iteration, the same int32-to-8-bit saturation as :func:`qadd64`.
 * :func:`qadd64` / :func:`qmul64` (AVX512F + BW): torch's vector lambdas of
   the 8-bit quantized add and mul, 64 elements per iteration, written as
   torch's AVX512 code is: ``vcvtps2dq`` itself (its NaN and overflow result is
@@ -42,7 +44,7 @@ from numba import types
 from numba.extending import intrinsic
 
 __all__ = ["vbmi_available", "avx512_available", "avx512bw_available", "lut64", "permute64",
-           "minmax64", "qadd64", "qmul64", "maxtaps64", "sumtaps64"]
+           "minmax64", "qadd64", "qmul64", "qprelu64", "maxtaps64", "sumtaps64"]
 
 _I1 = ir.IntType(1)
 _I8 = ir.IntType(8)
@@ -98,8 +100,8 @@ def avx512_available() -> bool:
 
 
 def avx512bw_available() -> bool:
-    """True when :func:`qadd64`, :func:`qmul64`, :func:`maxtaps64` and
-    :func:`sumtaps64` will run (AVX512F and BW on the host,
+    """True when :func:`qadd64`, :func:`qmul64`, :func:`qprelu64`,
+    :func:`maxtaps64` and :func:`sumtaps64` will run (AVX512F and BW on the host,
     ``QOPS_DISABLE_AVX512`` unset)."""
     return _HOST_BW and _enabled()
 
@@ -474,6 +476,57 @@ def qmul64(typingctx, a, a_off, b, b_off, out, o_off, nvec, relu, za, zb, m, zo)
     sig = types.void(a, types.intp, b, types.intp, out, types.intp, types.intp, types.boolean,
                      f, f, f, types.int64)
     return sig, _qmul64_codegen
+
+
+def _qprelu64_codegen(context, builder, sig, args):
+    x_arr, x_off, o_arr, o_off, nvec, k_arr, k_off, kstep = args[:8]
+    signed = sig.args[0].dtype == types.int8
+    px = builder.gep(context.make_array(sig.args[0])(context, builder, x_arr).data, [x_off])
+    po = builder.gep(context.make_array(sig.args[2])(context, builder, o_arr).data, [o_off])
+    pk = builder.gep(context.make_array(sig.args[5])(context, builder, k_arr).data, [k_off])
+    kpos, mult, zx, vlo, vhi = (_splat(builder, v, _VF) for v in args[8:13])
+    zo = _splat(builder, builder.trunc(args[13], _I32), _VI)
+    zero = ir.Constant(_VF, [0.0] * 16)
+
+    def one(b, i):
+        base = b.mul(i, ir.Constant(_I64, 64))
+        kbase = b.mul(base, kstep)
+        v4 = []
+        for q in range(4):
+            off = b.add(base, ir.Constant(_I64, 16 * q))
+            kv = b.load(b.bitcast(b.gep(pk, [b.add(kbase, ir.Constant(_I64, 16 * q))]), _VF.as_pointer()),
+                        align=4)
+            d = b.fsub(_bytes_f32(b, px, off, signed), zx)
+            k = b.select(b.fcmp_ordered(">", d, zero), kpos, kv)
+            v = b.fmul(b.fmul(d, k), mult)
+            v = b.select(b.fcmp_ordered(">", v, vlo), v, vlo)
+            v = b.select(b.fcmp_ordered("<", v, vhi), v, vhi)
+            v4.append(b.add(_cvtps2dq(b, v), zo))
+        b.store(_pack64(b, v4, signed), b.bitcast(b.gep(po, [base]), _V64.as_pointer()), align=1)
+
+    _for(builder, nvec, "qprelu64", one)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def qprelu64(typingctx, x, x_off, out, o_off, nvec, kn, k_off, kstep, kpos, mult, zx, vlo, vhi, zo):
+    """torch's integer PReLU on ``64 * nvec`` values from the offsets::
+
+        d = float(x) - zx;  k = kpos if d > 0 else kn[k_off + kstep * j]
+        out = saturate(cvtps2dq(clip(fl(fl(d * k) * mult), vlo, vhi)) + zo)
+
+    for element ``j`` counted from ``x_off`` (``kstep`` 1: a factor per
+    element, 0: the 64 factors at ``k_off`` for every vector).  ``x``, ``out``:
+    contiguous arrays of one 8-bit dtype; ``kn`` contiguous float32; the
+    output range is the dtype's.  No bounds checks.
+    """
+    if not (_q8_c(x, out) and isinstance(kn, types.Array) and kn.dtype == types.float32
+            and kn.layout == "C"):
+        return None
+    f = types.float32
+    sig = types.void(x, types.intp, out, types.intp, types.intp, kn, types.intp, types.intp,
+                     f, f, f, f, f, types.int64)
+    return sig, _qprelu64_codegen
 
 
 # ------------------------------------------------------------------ pooling windows

@@ -13,12 +13,15 @@ relu, relu6, hardtanh and clamp are integer clamps (:func:`clamp_apply`);
 PReLU has one table per weight channel (:func:`lut_channels`).
 """
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN, STREAM_PARALLEL_MIN
+from .._split import run_ranges
+from ._avx512 import avx512bw_available, lut64, qprelu64, vbmi_available
 from ._llvm import add_i32, fma32
-from ._avx512 import lut64, vbmi_available
 
 __all__ = ["lut_apply", "clamp_apply", "lut_channels", "prelu_apply", "erf_vec", "sleef_expm1f"]
 
@@ -138,16 +141,8 @@ def _lut_range_vbmi(x, out, lut, row, start, stop):
 
 
 @njit(**CPU)
-def _lut_serial_vbmi(x, out, lut, row):
-    _lut_range_vbmi(x, out, lut, row, 0, x.size)
-
-
-@njit(**CPU_PARALLEL)
-def _lut_parallel_vbmi(x, out, lut, row):
-    n = x.size
-    nchunks = (n + CHUNK - 1) // CHUNK
-    for c in prange(nchunks):
-        _lut_range_vbmi(x, out, lut, row, c * CHUNK, min(n, (c + 1) * CHUNK))
+def _lut_span_vbmi(x, out, lut, row, start, stop):
+    _lut_range_vbmi(x, out, lut, row, start, stop)
 
 
 @njit(**CPU_PARALLEL)
@@ -177,9 +172,9 @@ def lut_apply(x, out, lut, row):
     n = x.size
     if vbmi_available():
         if n >= STREAM_PARALLEL_MIN:
-            _lut_parallel_vbmi(x, out, lut, row)
+            run_ranges(_lut_span_vbmi, n, x, out, lut, row)
         else:
-            _lut_serial_vbmi(x, out, lut, row)
+            _lut_span_vbmi(x, out, lut, row, 0, n)
     elif n >= PARALLEL_MIN:
         h = n // 2
         _lut_parallel(x, out, x[: 2 * h].view(np.uint16), out[: 2 * h].view(np.uint16), lut,
@@ -197,27 +192,20 @@ def _clamp_range(x, out, lo, hi, a, b):
 
 
 @njit(**CPU)
-def _clamp_serial(x, out, lo, hi):
-    _clamp_range(x, out, lo, hi, 0, x.size)
-
-
-@njit(**CPU_PARALLEL)
-def _clamp_parallel(x, out, lo, hi):
-    n = x.size
-    nchunks = (n + CHUNK - 1) // CHUNK
-    for c in prange(nchunks):
-        _clamp_range(x, out, lo, hi, c * CHUNK, min(n, (c + 1) * CHUNK))
+def _clamp_span(x, out, lo, hi, a, b):
+    _clamp_range(x, out, lo, hi, a, b)
 
 
 def clamp_apply(x, out, lo, hi):
     """``out = min(max(x, lo), hi)`` on flat uint8 or int8 arrays (``lo``, ``hi`` of
     the same NumPy type): relu, relu6, hardtanh and clamp, which are integer
     selections in every torch path.  LLVM vectorises the loop, so it streams
-    at memory speed on one thread up to ``STREAM_PARALLEL_MIN`` elements."""
+    at memory speed on one thread up to ``STREAM_PARALLEL_MIN`` elements, in
+    parts on several threads from there (:mod:`qops.kernels._split`)."""
     if x.size >= STREAM_PARALLEL_MIN:
-        _clamp_parallel(x, out, lo, hi)
+        run_ranges(_clamp_span, x.size, x, out, lo, hi)
     else:
-        _clamp_serial(x, out, lo, hi)
+        _clamp_span(x, out, lo, hi, 0, x.size)
 
 
 @njit(**CPU_INLINE)
@@ -333,9 +321,69 @@ def _prelu_parallel(x, out, kn, kpos, mult, zxf, vlo, vhi, zo32, lo32, hi32, nch
                     c * per, min(nout, (c + 1) * per))
 
 
+# AVX512-BW: 64 values per step through qprelu64.  With fewer than 64
+# positions per channel run the factors repeat with the period
+# L = lcm(channels * inner, 64): one table of L factors serves every period;
+# otherwise each channel run takes its factor from a block of 64 copies.
+@njit(**CPU)
+def _prelu_periods_simd(x, out, kt, period, p0, p1, kpos, mult, zxf, vlo, vhi, zo):
+    for p in range(p0, p1):
+        qprelu64(x, p * period, out, p * period, period // 64, kt, 0, 1, kpos, mult, zxf, vlo, vhi,
+                 zo)
+
+
+@njit(**CPU)
+def _prelu_runs_simd(x, out, kb, kn, nch, inner, r0, r1, kpos, mult, zxf, vlo, vhi, zo32, lo32,
+                     hi32):
+    nv = inner // 64
+    zo = np.int64(zo32)
+    for r in range(r0, r1):
+        c = r % nch
+        b = r * inner
+        qprelu64(x, b, out, b, nv, kb, c * 64, 0, kpos, mult, zxf, vlo, vhi, zo)
+        for j in range(np.uint64(b + nv * 64), np.uint64(b + inner)):
+            out[j] = _prelu_one(x[j], kn[c], kpos, mult, zxf, vlo, vhi, zo32, lo32, hi32)
+
+
 #: Elements from which :func:`prelu_apply` runs in parallel (measured
 #: crossover on the reference machine, like the flat add / mul).
 PRELU_PARALLEL_MIN = 1 << 23
+#: The longest factor period (elements) the AVX-512 path tabulates.
+PRELU_PERIOD_MAX = 1 << 16
+
+
+def _prelu_simd(x, out, kneg, inner, args):
+    """:func:`prelu_apply` through :func:`qprelu64`; False where it does not apply."""
+    kpos, mult, zxf, vlo, vhi, zo32, lo32, hi32, nch, _ = args
+    big = x.size >= PRELU_PARALLEL_MIN
+    if inner >= 64:
+        kb = np.repeat(kneg.astype(np.float32), 64)
+        runs = x.size // inner
+        vec = (kpos, mult, zxf, vlo, vhi, zo32, lo32, hi32)
+        if big:
+            run_ranges(_prelu_runs_simd, runs, x, out, kb, kneg, nch, inner, align=1, tail=vec)
+        else:
+            _prelu_runs_simd(x, out, kb, kneg, nch, inner, 0, runs, *vec)
+        return True
+    rowlen = nch * inner
+    period = rowlen * 64 // math.gcd(rowlen, 64)
+    if period > PRELU_PERIOD_MAX:
+        return False
+    period *= max(1, 4096 // period)  # a few thousand values per call
+    kt = np.ascontiguousarray(np.tile(np.repeat(kneg, inner), period // rowlen), np.float32)
+    full = x.size // period
+    vec = (kpos, mult, zxf, vlo, vhi, np.int64(zo32))
+    if big:
+        run_ranges(_prelu_periods_simd, full, x, out, kt, period, align=1, tail=vec)
+    else:
+        _prelu_periods_simd(x, out, kt, period, 0, full, *vec)
+    _prelu_serial_rows(x, out, kt, *args, full * period // rowlen, x.size // rowlen)
+    return True
+
+
+@njit(**CPU)
+def _prelu_serial_rows(x, out, kn, kpos, mult, zxf, vlo, vhi, zo32, lo32, hi32, nch, inner, o0, o1):
+    _prelu_rows(x, out, kn, kpos, mult, zxf, vlo, vhi, zo32, lo32, hi32, nch, inner, o0, o1)
 
 
 def prelu_apply(x, out, kneg, kpos, mult, zx, zo, qmin, qmax, inner):
@@ -345,12 +393,17 @@ def prelu_apply(x, out, kneg, kpos, mult, zx, zo, qmin, qmax, inner):
 
     ``kneg``: float32 ``w_c - zw`` per channel; ``kpos``: ``one - zw`` (the
     weight's quantized 1.0); ``mult``: float32 ``fl(fl(sx * sw) * fl(1/so))``,
-    finite.
+    finite.  On AVX512-BW hosts, with the dtype's whole range as output
+    range, 64 values at a time (:func:`qprelu64`).
     """
     nch = kneg.size
-    kn = np.repeat(kneg, inner) if inner < 64 else kneg
     args = (np.float32(kpos), np.float32(mult), np.float32(zx), np.float32(qmin - zo - 1),
             np.float32(qmax - zo + 1), np.int32(zo), np.int32(qmin), np.int32(qmax), nch, inner)
+    info = np.iinfo(x.dtype)
+    if (avx512bw_available() and x.size and (qmin, qmax) == (info.min, info.max)
+            and _prelu_simd(x, out, np.ascontiguousarray(kneg, np.float32), inner, args)):
+        return
+    kn = np.repeat(kneg, inner) if inner < 64 else kneg
     if x.size >= PRELU_PARALLEL_MIN:
         _prelu_parallel(x, out, np.ascontiguousarray(kn, np.float32), *args)
     else:

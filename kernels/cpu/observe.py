@@ -38,7 +38,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN
-from .._split import parts, run_parts
+from .._split import run_ranges
 from ._avx512 import MINMAX_BLOCK, avx512_available, minmax64
 from ._llvm import fma32
 
@@ -196,11 +196,7 @@ def _minmax_fast_part(x, lo, hi):
 
 def _minmax_fast_parts(x, out):
     """:func:`_minmax_fast_serial` in ``parts()`` slices of whole blocks at once."""
-    n = x.size
-    k = parts()
-    per = -(-n // k)
-    per += -per % MINMAX_BLOCK
-    res = run_parts(_minmax_fast_part, [(x, min(n, i * per), min(n, (i + 1) * per)) for i in range(k)])
+    res = run_ranges(_minmax_fast_part, x.size, x, align=MINMAX_BLOCK)
     out[0] = min(r[0] for r in res)
     out[1] = max(r[1] for r in res)
     return not any(r[2] for r in res)

@@ -42,6 +42,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN, STREAM_PARALLEL_MIN
+from .._split import run_ranges
 from ._avx512 import permute64, vbmi_available
 from ._llvm import fma32
 
@@ -317,16 +318,9 @@ def _shuffle_par(x, out, step):
 
 
 @njit(**CPU)
-def _shuffle_vbmi(xf, of, idx, nvec):
-    permute64(xf, 0, of, 0, nvec, idx)
-
-
-@njit(**CPU_PARALLEL)
-def _shuffle_vbmi_par(xf, of, idx, nvec):
-    step = CHUNK // 64
-    for t in prange((nvec + step - 1) // step):
-        v0 = t * step
-        permute64(xf, v0 * 64, of, v0 * 64, min(step, nvec - v0), idx)
+def _shuffle_vbmi(xf, of, idx, v0, v1):
+    """Vectors ``[v0, v1)`` of 64 bytes."""
+    permute64(xf, v0 * 64, of, v0 * 64, v1 - v0, idx)
 
 
 def _shuffle_index(groups, cg):
@@ -353,7 +347,10 @@ def channel_shuffle(x, out):
         nvec = x.size // 64
         idx = _shuffle_index(x.shape[1], x.shape[2])
         xf, of = x.reshape(-1), out.reshape(-1)
-        (_shuffle_vbmi_par if x.size >= STREAM_PARALLEL_MIN else _shuffle_vbmi)(xf, of, idx, nvec)
+        if x.size >= STREAM_PARALLEL_MIN:
+            run_ranges(_shuffle_vbmi, nvec, xf, of, idx, align=1)
+        else:
+            _shuffle_vbmi(xf, of, idx, 0, nvec)
         done = nvec * 64 // c  # whole pixels handled (rows of the output: pixels * cg)
         if done < x.shape[0]:
             _shuffle_rows(x[done:], out[done:], 0, (x.shape[0] - done) * out.shape[1])
