@@ -222,6 +222,34 @@ def test_group_norm_channels_last_large_maps(rng, threads):
 
 
 @pytest.mark.parametrize("dt", ["quint8", "qint8"])
+def test_group_norm_channels_last_avx512_equals_portable(rng, monkeypatch, dt):
+    """The AVX-512 channels-last steps (colsums64 / affine64 over 64-channel
+    blocks, the other channels in the portable loops), on one thread and in
+    parts, give the portable kernels' bytes; 3 torch threads' sums."""
+    from qops.kernels.cpu import _avx512
+    from qops.kernels.cpu import norm as K
+
+    if not _avx512.avx512bw_available():
+        pytest.skip("no AVX512-BW on this host (or QOPS_DISABLE_AVX512 set)")
+    for shape, groups in (((2, 64, 24, 24), 8), ((1, 200, 20, 30), 5), ((3, 128, 17, 31), 1)):
+        c = shape[1]
+        xi = _ints(rng, shape, dt)
+        w = rng.standard_normal(c).astype(f32)
+        b = rng.standard_normal(c).astype(f32)
+        run = lambda: F.group_norm(_qq(xi, 0.04, 11, dt, True), groups, w, b, 1e-5, 0.003, 5,
+                                   torch_threads=3).int_repr()
+        got = []
+        for parts in (False, True):
+            monkeypatch.setattr(K, "NHWC_PARTS_MIN", 0 if parts else 1 << 62)
+            got.append(run())
+        monkeypatch.setenv("QOPS_DISABLE_AVX512", "1")
+        want = run()
+        monkeypatch.delenv("QOPS_DISABLE_AVX512")
+        for g in got:
+            np.testing.assert_array_equal(g, want)
+
+
+@pytest.mark.parametrize("dt", ["quint8", "qint8"])
 def test_group_norm_table_path_equals_direct_kernel(rng, dt):
     """The per-channel table kernel (VBMI) gives the direct kernel's bytes:
     planes holding every byte value, plane sizes around the 64-byte blocks,

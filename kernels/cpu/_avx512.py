@@ -20,6 +20,10 @@
   pooling windows 64 channels at a time, the running maximum (bytes) or sum
   (int32 lanes) held in registers across the window's taps.  Numba's loop
   keeps it in the output row in memory, a load and a store per tap.
+* :func:`colsums64` / :func:`affine64` (AVX512F + BW): channels-last group
+  norm, 64 channels at a time: float32 running sums of ``x`` and ``x*x``
+  over pixels, and the per-channel affine map and quantization, with the
+  sums or the channel factors held in registers across the pixels.
 * :func:`qprelu64` (AVX512F + BW): torch's integer PReLU, 64 values per
   iteration, the same int32-to-8-bit saturation as :func:`qadd64`.
 * :func:`qadd64` / :func:`qmul64` (AVX512F + BW): torch's vector lambdas of
@@ -44,7 +48,8 @@ from numba import types
 from numba.extending import intrinsic
 
 __all__ = ["vbmi_available", "avx512_available", "avx512bw_available", "lut64", "permute64",
-           "minmax64", "qadd64", "qmul64", "qprelu64", "maxtaps64", "sumtaps64"]
+           "minmax64", "qadd64", "qmul64", "qprelu64", "maxtaps64", "sumtaps64", "colsums64",
+           "affine64"]
 
 _I1 = ir.IntType(1)
 _I8 = ir.IntType(8)
@@ -101,7 +106,8 @@ def avx512_available() -> bool:
 
 def avx512bw_available() -> bool:
     """True when :func:`qadd64`, :func:`qmul64`, :func:`qprelu64`,
-    :func:`maxtaps64` and :func:`sumtaps64` will run (AVX512F and BW on the host,
+    :func:`maxtaps64`, :func:`sumtaps64`, :func:`colsums64` and
+    :func:`affine64` will run (AVX512F and BW on the host,
     ``QOPS_DISABLE_AVX512`` unset)."""
     return _HOST_BW and _enabled()
 
@@ -520,8 +526,7 @@ def qprelu64(typingctx, x, x_off, out, o_off, nvec, kn, k_off, kstep, kpos, mult
     contiguous arrays of one 8-bit dtype; ``kn`` contiguous float32; the
     output range is the dtype's.  No bounds checks.
     """
-    if not (_q8_c(x, out) and isinstance(kn, types.Array) and kn.dtype == types.float32
-            and kn.layout == "C"):
+    if not (_q8_c(x, out) and _f32_c(kn)):
         return None
     f = types.float32
     sig = types.void(x, types.intp, out, types.intp, types.intp, kn, types.intp, types.intp,
@@ -581,6 +586,12 @@ def _sumtaps64_codegen(context, builder, sig, args):
     return _taps64(context, builder, sig, args, "sumtaps64", ir.Constant(vi64, [0] * 64), step, store)
 
 
+def _f32_c(*arrays):
+    """Whether the Numba types are contiguous float32 arrays."""
+    return all(isinstance(a, types.Array) and a.dtype == types.float32 and a.layout == "C"
+               for a in arrays)
+
+
 def _offsets(offs):
     return isinstance(offs, types.Array) and offs.dtype == types.int64 and offs.layout == "C"
 
@@ -612,3 +623,109 @@ def sumtaps64(typingctx, x, offs, ntaps, nblk, acc):
             and acc.dtype == types.int32 and acc.layout == "C"):
         return None
     return types.void(x, offs, types.intp, types.intp, acc), _sumtaps64_codegen
+
+
+# ------------------------------------------------------------------ channels-last group norm
+_VF64 = ir.VectorType(_F32, 64)
+
+
+def _pixel_bytes(b, px, base, p, stride, signed):
+    """The 64 bytes of pixel ``p`` at ``px + base + p * stride`` as float32 lanes."""
+    off = b.add(base, b.mul(p, stride))
+    xv = b.load(b.bitcast(b.gep(px, [off]), _V64.as_pointer()), align=1)
+    return b.sitofp(xv, _VF64) if signed else b.uitofp(xv, _VF64)
+
+
+def _colsums64_codegen(context, builder, sig, args):
+    x_arr, x_off, npix, stride, nblk, s1_arr, s2_arr, s_off = args
+    signed = sig.args[0].dtype == types.int8
+    px = builder.gep(context.make_array(sig.args[0])(context, builder, x_arr).data, [x_off])
+    p1 = builder.gep(context.make_array(sig.args[5])(context, builder, s1_arr).data, [s_off])
+    p2 = builder.gep(context.make_array(sig.args[6])(context, builder, s2_arr).data, [s_off])
+    vptr = _VF64.as_pointer()
+
+    def block(b, blk):
+        boff = b.mul(blk, ir.Constant(_I64, 64))
+        q1 = b.bitcast(b.gep(p1, [boff]), vptr)
+        q2 = b.bitcast(b.gep(p2, [boff]), vptr)
+
+        def pixel(bb, p, acc):
+            v = _pixel_bytes(bb, px, boff, p, stride, signed)
+            return [bb.fadd(acc[0], v), bb.fadd(acc[1], bb.fmul(v, v))]
+
+        a1, a2 = _fold(b, npix, "colsums64.pix", [b.load(q1, align=4), b.load(q2, align=4)], pixel)
+        b.store(a1, q1, align=4)
+        b.store(a2, q2, align=4)
+
+    _for(builder, nblk, "colsums64", block)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def colsums64(typingctx, x, x_off, npix, stride, nblk, s1, s2, s_off):
+    """Running float32 sums over ``npix`` pixels, 64 channels at a time: for
+    block ``k < nblk`` and pixel ``p`` in order,
+    ``s1[s_off + 64k + j] += x[x_off + p*stride + 64k + j]`` and ``s2`` the
+    same with the square (exact: 8-bit values).  ``x`` contiguous uint8 or
+    int8 (the values' type); ``s1``, ``s2`` contiguous float32.  No bounds checks.
+    """
+    if not (_q8_c(x) and _f32_c(s1, s2)):
+        return None
+    i = types.intp
+    return types.void(x, i, i, i, i, s1, s2, i), _colsums64_codegen
+
+
+def _affine64_codegen(context, builder, sig, args):
+    x_arr, x_off, o_arr, npix, stride, nblk, sc_arr, bi_arr, k_off = args[:9]
+    signed = sig.args[0].dtype == types.int8
+    px = builder.gep(context.make_array(sig.args[0])(context, builder, x_arr).data, [x_off])
+    po = builder.gep(context.make_array(sig.args[2])(context, builder, o_arr).data, [x_off])
+    psc = builder.gep(context.make_array(sig.args[6])(context, builder, sc_arr).data, [k_off])
+    pbi = builder.gep(context.make_array(sig.args[7])(context, builder, bi_arr).data, [k_off])
+    fma = _intrinsic_fn(builder.module, "llvm.fma.v16f32", ir.FunctionType(_VF, [_VF, _VF, _VF]))
+    xzp, inv = (_splat(builder, v, _VF) for v in args[9:11])
+    zo = _splat(builder, builder.trunc(args[11], _I32), _VI)
+    top = ir.Constant(_VF, [2147483520.0] * 16)  # largest float32 below 2**31
+
+    def block(b, blk):
+        boff = b.mul(blk, ir.Constant(_I64, 64))
+        sc = [b.load(b.bitcast(b.gep(psc, [b.add(boff, ir.Constant(_I64, 16 * q))]), _VF.as_pointer()),
+                     align=4) for q in range(4)]
+        bi = [b.load(b.bitcast(b.gep(pbi, [b.add(boff, ir.Constant(_I64, 16 * q))]), _VF.as_pointer()),
+                     align=4) for q in range(4)]
+
+        def pixel(bb, p):
+            base = bb.add(boff, bb.mul(p, stride))
+            v4 = []
+            for q in range(4):
+                off = bb.add(base, ir.Constant(_I64, 16 * q))
+                d = bb.fsub(_bytes_f32(bb, px, off, signed), xzp)
+                t = bb.fmul(bb.call(fma, [d, sc[q], bi[q]]), inv)
+                t = bb.select(bb.fcmp_ordered("<=", t, top), t, top)  # NaN too
+                v4.append(bb.add(_cvtps2dq(bb, t), zo))
+            bb.store(_pack64(bb, v4, signed), bb.bitcast(bb.gep(po, [base]), _V64.as_pointer()),
+                     align=1)
+
+        _for(b, npix, "affine64.pix", pixel)
+
+    _for(builder, nblk, "affine64", block)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def affine64(typingctx, x, x_off, out, npix, stride, nblk, sc, bi, k_off, xzp, inv, zo):
+    """Group norm's vector quantization of ``npix`` pixels, 64 channels at a
+    time: for block ``k`` and pixel ``p``, element ``e = x_off + p*stride +
+    64k + j`` and factor index ``f = k_off + 64k + j``::
+
+        y = fma(float(x[e]) - xzp, sc[f], bi[f])
+        out[e] = saturate(cvtps2dq(min(fl(y * inv), 2147483520)) + zo)
+
+    ``x``, ``out``: contiguous arrays of one 8-bit dtype (the dtype's whole
+    range is the output range); ``sc``, ``bi`` contiguous float32.  No bounds
+    checks.
+    """
+    if not (_q8_c(x, out) and _f32_c(sc, bi)):
+        return None
+    i, f = types.intp, types.float32
+    return types.void(x, i, out, i, i, i, sc, bi, i, f, f, types.int64), _affine64_codegen

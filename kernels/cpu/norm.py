@@ -29,7 +29,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CPU, CPU_INLINE, CPU_PARALLEL
-from ._avx512 import lut64
+from .._split import run_ranges
+from ._avx512 import affine64, colsums64, lut64
 from ._llvm import add_i32, fma32
 
 __all__ = [
@@ -313,17 +314,17 @@ def _nhwc_scale_bias(mean, rstd, g0, cpg, gamma, beta, sc, bi):
 
 
 @njit(**CPU_INLINE)
-def _nhwc_apply_span(x, sgn, lo, c0, cnt, sc, bi, xzp, inv, yzp, yzpf, qmin, qmax, out):
-    """``y = fma(x - zp, scale, bias)`` on ``cnt`` channels of one pixel."""
+def _nhwc_apply_span(x, sgn, lo, c0, cnt, sc, bi, xzp, inv, yzp, yzpf, qmin, qmax, out, start=0):
+    """``y = fma(x - zp, scale, bias)`` on channels ``start .. cnt`` of one pixel."""
     a_end = np.uint64(_vec_end(cnt))
     xo = np.uint64(lo)
     po = np.uint64(c0)
     xzpf = np.float32(xzp)
     yzp32, lo32, hi32 = np.int32(yzp), np.int32(qmin), np.int32(qmax)
-    for d in range(np.uint64(0), a_end):
+    for d in range(np.uint64(start), a_end):
         y = fma32(np.float32(_value32(x[xo + d], sgn)) - xzpf, sc[po + d], bi[po + d])
         out[xo + d] = np.uint8(quant_vec32(y, inv, yzp32, lo32, hi32) & 0xFF)
-    for d in range(a_end, np.uint64(cnt)):
+    for d in range(max(a_end, np.uint64(start)), np.uint64(cnt)):
         y = fma32(np.float32(_value(x[xo + d], sgn) - xzp), sc[po + d], bi[po + d])
         out[xo + d] = np.uint8(quant_scalar(y, inv, yzpf, qmin, qmax) & 0xFF)
 
@@ -384,16 +385,13 @@ def group_norm_nhwc_sums(x, sgn, bs, hw, c, nthreads, buf):
                     s2[ch] = np.float32(s2[ch] + np.float32(np.int32(v * v)))
 
 
-@njit(**CPU_PARALLEL)
-def group_norm_nhwc_apply(x, sgn, bs, groups, cpg, hw, buf, gamma, beta, xs, xzp, eps, inv, yzp,
-                          qmin, qmax, sc, bi, out):
-    """torch's impl-2 steps 2-4 for ``hw >= 512``: fold the per-thread sums in
-    thread-then-channel order (float32), per-channel scale and bias, then
-    vectors over all ``C`` channels of each pixel."""
+@njit(**CPU_INLINE)
+def _nhwc_fold_stats(bs, groups, cpg, hw, buf, gamma, beta, xs, xzp, eps, sc, bi):
+    """torch's impl-2 steps 2-3: fold the per-thread sums in thread-then-channel
+    order (float32), then the per-channel scale and bias."""
     c = groups * cpg
     n = cpg * hw
     xzpf = np.float32(xzp)
-    yzpf = np.float32(yzp)
     nthreads = buf.shape[0]
     for r in range(bs * groups):
         b = r // groups
@@ -407,9 +405,99 @@ def group_norm_nhwc_apply(x, sgn, bs, groups, cpg, hw, buf, gamma, beta, xs, xzp
         mean, rstd = row_stats(sm, sq, n, xzpf, xs, eps)
         _nhwc_scale_bias(mean, rstd, g * cpg, cpg, gamma, beta, sc[b * c:(b + 1) * c],
                          bi[b * c:(b + 1) * c])
+
+
+@njit(**CPU_PARALLEL)
+def group_norm_nhwc_apply(x, sgn, bs, groups, cpg, hw, buf, gamma, beta, xs, xzp, eps, inv, yzp,
+                          qmin, qmax, sc, bi, out):
+    """torch's impl-2 steps 2-4 for ``hw >= 512``: fold the per-thread sums in
+    thread-then-channel order (float32), per-channel scale and bias, then
+    vectors over all ``C`` channels of each pixel."""
+    c = groups * cpg
+    yzpf = np.float32(yzp)
+    _nhwc_fold_stats(bs, groups, cpg, hw, buf, gamma, beta, xs, xzp, eps, sc, bi)
     for pix in prange(bs * hw):
         b = pix // hw
         _nhwc_apply_span(x, sgn, pix * c, b * c, c, sc, bi, xzp, inv, yzp, yzpf, qmin, qmax, out)
+
+
+# AVX512-BW: the same two steps 64 channels at a time (colsums64, affine64),
+# in parts on Python threads from NHWC_PARTS_MIN elements.  Only for outputs
+# over the dtype's whole range (the packs saturate there).
+NHWC_PARTS_MIN = 1 << 22
+
+
+@njit(**CPU)
+def _nhwc_sums_simd(x, sgn, bs, hw, c, nthreads, buf, t0, t1):
+    total = bs * hw
+    nt = min(nthreads, total)
+    chunk = (total + nt - 1) // nt
+    nblk = c // 64
+    xi = x.view(np.int8)
+    for t in range(t0, min(t1, nt)):
+        lo = t * chunk
+        hi = min(total, lo + chunk)
+        for b in range(lo // hw, (hi + hw - 1) // hw):
+            s1 = buf[t, b, 0]
+            s2 = buf[t, b, 1]
+            p0 = max(lo, b * hw)
+            p1 = min(hi, b * hw + hw)
+            if sgn:
+                colsums64(xi, p0 * c, p1 - p0, c, nblk, s1, s2, 0)
+            else:
+                colsums64(x, p0 * c, p1 - p0, c, nblk, s1, s2, 0)
+            for pix in range(p0, p1):
+                for ch in range(nblk * 64, c):
+                    v = _value32(x[pix * c + ch], sgn)
+                    s1[ch] = np.float32(s1[ch] + np.float32(v))
+                    s2[ch] = np.float32(s2[ch] + np.float32(np.int32(v * v)))
+
+
+def group_norm_nhwc_sums_simd(x, sgn, bs, hw, c, nthreads, buf):
+    """:func:`group_norm_nhwc_sums` through :func:`colsums64` (``c >= 64``)."""
+    nt = min(nthreads, bs * hw)
+    if x.size >= NHWC_PARTS_MIN:
+        run_ranges(_nhwc_sums_simd, nt, x, sgn, bs, hw, c, nthreads, buf, align=1)
+    else:
+        _nhwc_sums_simd(x, sgn, bs, hw, c, nthreads, buf, 0, nt)
+
+
+@njit(**CPU)
+def _nhwc_stats_simd(bs, groups, cpg, hw, buf, gamma, beta, xs, xzp, eps, sc, bi):
+    _nhwc_fold_stats(bs, groups, cpg, hw, buf, gamma, beta, xs, xzp, eps, sc, bi)
+
+
+@njit(**CPU)
+def _nhwc_apply_simd(x, sgn, hw, c, sc, bi, xzp, inv, yzp, qmin, qmax, out, p0, p1):
+    """Pixels ``[p0, p1)`` (counted over the batch) of the AVX-512 apply step."""
+    nblk = c // 64
+    xi = x.view(np.int8)
+    oi = out.view(np.int8)
+    xzpf = np.float32(xzp)
+    yzpf = np.float32(yzp)
+    for b in range(p0 // hw, (p1 + hw - 1) // hw):
+        q0 = max(p0, b * hw)
+        q1 = min(p1, b * hw + hw)
+        if sgn:
+            affine64(xi, q0 * c, oi, q1 - q0, c, nblk, sc, bi, b * c, xzpf, inv, yzp)
+        else:
+            affine64(x, q0 * c, out, q1 - q0, c, nblk, sc, bi, b * c, xzpf, inv, yzp)
+        if nblk * 64 < c:
+            for pix in range(q0, q1):
+                _nhwc_apply_span(x, sgn, pix * c, b * c, c, sc, bi, xzp, inv, yzp, yzpf, qmin, qmax,
+                                 out, nblk * 64)
+
+
+def group_norm_nhwc_apply_simd(x, sgn, bs, groups, cpg, hw, buf, gamma, beta, xs, xzp, eps, inv,
+                               yzp, qmin, qmax, sc, bi, out):
+    """:func:`group_norm_nhwc_apply` through :func:`affine64` (``C >= 64``)."""
+    _nhwc_stats_simd(bs, groups, cpg, hw, buf, gamma, beta, xs, xzp, eps, sc, bi)
+    c = groups * cpg
+    args = (x, sgn, hw, c, sc, bi, xzp, np.float32(inv), yzp, qmin, qmax, out)
+    if x.size >= NHWC_PARTS_MIN:
+        run_ranges(_nhwc_apply_simd, bs * hw, *args, align=1)
+    else:
+        _nhwc_apply_simd(*args, 0, bs * hw)
 
 
 @njit(**CPU_PARALLEL)
