@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CPU, CPU_INLINE, CPU_PARALLEL
-from .._split import parts, run_parts, run_ranges
+from .._split import run_ranges
 from ._avx512 import avx512bw_available, maxtaps64, sumtaps64
 from ._llvm import add_i32, fma32
 from .scalar import clamp_int, div_rne
@@ -498,6 +498,23 @@ def _avg_cl_par(x2, out2, acc2, step, dims, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h
                      cip, divisor, mode, cvec, zp, qmin, qmax)
 
 
+@njit(**CPU)
+def _avg_cl_simd_serial(xf, out2, acc2, step, dims, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w,
+                        hi_w, ext_w, cip, divisor, mode, cvec, zp, qmin, qmax, maxtaps):
+    _avg_cl_rows_simd(xf, out2, acc2[0], 0, out2.shape[0], dims, lo_d, hi_d, ext_d, lo_h, hi_h,
+                      ext_h, lo_w, hi_w, ext_w, cip, divisor, mode, cvec, zp, qmin, qmax, maxtaps)
+
+
+@njit(**CPU_PARALLEL)
+def _avg_cl_simd_par(xf, out2, acc2, step, dims, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w,
+                     ext_w, cip, divisor, mode, cvec, zp, qmin, qmax, maxtaps):
+    rows = out2.shape[0]
+    for t in prange((rows + step - 1) // step):
+        _avg_cl_rows_simd(xf, out2, acc2[t], t * step, min(rows, (t + 1) * step), dims,
+                          lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
+                          cip, divisor, mode, cvec, zp, qmin, qmax, maxtaps)
+
+
 # --------------------------------------------------------------------------
 # public kernels (same names and argument order as kernels/cuda/pool.py)
 # --------------------------------------------------------------------------
@@ -587,17 +604,14 @@ def avg_pool_cl(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
     # torch's own kernels wrap at int32, the recipes reproduce that
     taps = (np.max(hi_d - lo_d) * np.max(hi_h - lo_h) * np.max(hi_w - lo_w)) if rows else 0
     small = x.itemsize == 1 and taps <= 2**23
-    if small and _simd_cl(x):
-        xf, o2 = x.reshape(-1), out.reshape(-1, c)
-        rest = (_dims(x, out), lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w, cip, divisor,
-                mode, cvec, zp, qmin, qmax, int(taps))
-        k = parts() if big else 1
-        per = -(-rows // k)
-        acc = np.empty((k, c), np.int32)
-        run_parts(_avg_cl_rows_simd, [(xf, o2, acc[i], min(rows, i * per), min(rows, (i + 1) * per))
-                                      + rest for i in range(k)])
-        return
     acc2 = np.zeros(((rows + step - 1) // step, c), np.int32 if small else np.int64)
+    if small and _simd_cl(x):
+        # prange here: in parts on Python threads, 3x3 / stride 1 over 16M
+        # bytes took 8.1 ms against 5.5 ms (measured beside torch's calls)
+        f = _avg_cl_simd_par if big else _avg_cl_simd_serial
+        f(x.reshape(-1), out.reshape(-1, c), acc2, step, _dims(x, out), lo_d, hi_d, ext_d, lo_h,
+          hi_h, ext_h, lo_w, hi_w, ext_w, cip, divisor, mode, cvec, zp, qmin, qmax, int(taps))
+        return
     f = _avg_cl_par if big else _avg_cl_serial
     f(x.reshape(-1, c), out.reshape(-1, c), acc2, step, _dims(x, out), lo_d, hi_d, ext_d,
       lo_h, hi_h, ext_h, lo_w, hi_w, ext_w, cip, divisor, mode, cvec, zp, qmin, qmax)
