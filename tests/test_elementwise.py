@@ -495,7 +495,8 @@ def test_softmax_level_tables_equal_the_general_kernels(rng, monkeypatch, parall
     from qops._threading import kernel_section
     from qops.kernels.cpu import elementwise as K
 
-    monkeypatch.setattr(K, "SOFTMAX_PARALLEL_MIN", 0 if parallel else 1 << 62)
+    for name in ("SOFTMAX_PARALLEL_MIN", "SOFTMAX_COLUMNS_PARALLEL_MIN"):
+        monkeypatch.setattr(K, name, 0 if parallel else 1 << 62)
 
     for dtype in (qops.quint8, qops.qint8):
         lo, hi = RANGE[dtype]
