@@ -124,24 +124,11 @@ def _u8_c(*arrays):
 
 def _for(builder, n, name, emit):
     """Emit ``for i in range(n): emit(builder, i)`` (``n``: an i64 value)."""
-    pre = builder.block
-    func = builder.function
-    head = func.append_basic_block(f"{name}.head")
-    body = func.append_basic_block(f"{name}.body")
-    done = func.append_basic_block(f"{name}.done")
-    builder.branch(head)
+    def step(b, i, acc):
+        emit(b, i)
+        return acc
 
-    builder.position_at_end(head)
-    i = builder.phi(_I64)
-    i.add_incoming(ir.Constant(_I64, 0), pre)
-    builder.cbranch(builder.icmp_signed("<", i, n), body, done)
-
-    builder.position_at_end(body)
-    emit(builder, i)
-    i.add_incoming(builder.add(i, ir.Constant(_I64, 1)), builder.block)
-    builder.branch(head)
-
-    builder.position_at_end(done)
+    _fold(builder, n, name, [], step)
 
 
 def _fold(builder, n, name, init, emit):
@@ -263,45 +250,20 @@ def _minmax64_codegen(context, builder, sig, args):
     ninf = ir.Constant(_VF, [float("-inf")] * 16)
     nonan = ir.Constant(_VB, [0] * 16)
 
-    pre = builder.block
-    fn = builder.function
-    head = fn.append_basic_block("minmax64.head")
-    body = fn.append_basic_block("minmax64.body")
-    done = fn.append_basic_block("minmax64.done")
-    builder.branch(head)
+    def block(b, i, acc):
+        base = b.mul(i, ir.Constant(_I64, MINMAX_BLOCK))
+        new = []
+        for q in range(4):
+            p = b.gep(px, [b.add(base, ir.Constant(_I64, 16 * q))])
+            v = b.load(b.bitcast(p, vptr), align=4)
+            mn_q, mx_q, nan_q = acc[3 * q:3 * q + 3]
+            new += [b.call(vmin, [mn_q, v, cur]), b.call(vmax, [mx_q, v, cur]),
+                    b.or_(nan_q, b.fcmp_unordered("uno", v, v))]
+        return new
 
-    builder.position_at_end(head)
-    i = builder.phi(_I64)
-    i.add_incoming(ir.Constant(_I64, 0), pre)
-    mins, maxs, nans = [], [], []
-    for _ in range(4):
-        for acc, init in ((mins, inf), (maxs, ninf)):
-            ph = builder.phi(_VF)
-            ph.add_incoming(init, pre)
-            acc.append(ph)
-        ph = builder.phi(_VB)
-        ph.add_incoming(nonan, pre)
-        nans.append(ph)
-    builder.cbranch(builder.icmp_signed("<", i, nblk), body, done)
+    acc = _fold(builder, nblk, "minmax64", [inf, ninf, nonan] * 4, block)
+    mins, maxs, nans = acc[0::3], acc[1::3], acc[2::3]
 
-    builder.position_at_end(body)
-    base = builder.mul(i, ir.Constant(_I64, MINMAX_BLOCK))
-    new = []
-    for q in range(4):
-        p = builder.gep(px, [builder.add(base, ir.Constant(_I64, 16 * q))])
-        v = builder.load(builder.bitcast(p, vptr), align=4)
-        new.append((builder.call(vmin, [mins[q], v, cur]),
-                    builder.call(vmax, [maxs[q], v, cur]),
-                    builder.or_(nans[q], builder.fcmp_unordered("uno", v, v))))
-    end = builder.block
-    i.add_incoming(builder.add(i, ir.Constant(_I64, 1)), end)
-    for q, (a, b, c) in enumerate(new):
-        mins[q].add_incoming(a, end)
-        maxs[q].add_incoming(b, end)
-        nans[q].add_incoming(c, end)
-    builder.branch(head)
-
-    builder.position_at_end(done)
     mn = builder.call(vmin, [builder.call(vmin, [mins[0], mins[1], cur]),
                              builder.call(vmin, [mins[2], mins[3], cur]), cur])
     mx = builder.call(vmax, [builder.call(vmax, [maxs[0], maxs[1], cur]),

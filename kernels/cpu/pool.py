@@ -98,6 +98,17 @@ def _wrap_storage(v, qmin):
 
 
 @njit(**CPU_INLINE)
+def _divisor(size, a, b, c, ext_d, ext_h, ext_w, cip, divisor):
+    """Window ``(a, b, c)``'s divisor: ``divisor_override``, else its extent
+    over the padded input (``count_include_pad``), else its ``size`` taps."""
+    if divisor != 0:
+        return divisor
+    if cip:
+        return ext_d[a] * ext_h[b] * ext_w[c]
+    return size
+
+
+@njit(**CPU_INLINE)
 def _mults(mode, d, kd, kh, kw):
     """The per-window float32 multiplier of ``mode``."""
     if mode == AVG_ADAPTIVE_NCHW:
@@ -229,12 +240,7 @@ def _avg_nc_plane(x, out, p, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, e
             for c in range(ow):
                 kw = hi_w[c] - lo_w[c]
                 size = kd * kh * kw
-                if divisor != 0:
-                    d = divisor
-                elif cip:
-                    d = ext_d[a] * ext_h[b] * ext_w[c]
-                else:
-                    d = size
+                d = _divisor(size, a, b, c, ext_d, ext_h, ext_w, cip, divisor)
                 if mode == AVG_ADAPTIVE_NCHW or d != last_d:
                     m = _mults(mode, d, kd, kh, kw)
                     last_d = d
@@ -408,12 +414,7 @@ def _avg_window(a, b, c_, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_
     kh = hi_h[b] - lo_h[b]
     kw = hi_w[c_] - lo_w[c_]
     size = kd * kh * kw
-    if divisor != 0:
-        d = divisor
-    elif cip:
-        d = ext_d[a] * ext_h[b] * ext_w[c_]
-    else:
-        d = size
+    d = _divisor(size, a, b, c_, ext_d, ext_h, ext_w, cip, divisor)
     return size, d, _mults(mode, d, kd, kh, kw)
 
 
