@@ -838,15 +838,18 @@ def cat(tensors, dim=0, scale=None, zero_point=None, *, numerics=None) -> QTenso
 
 
 # ------------------------------------------------------------------ matmul
-def matmul(a, b, scale, zero_point, *, numerics=None) -> QTensor:
+def matmul(a, b, scale, zero_point, *, numerics=None, torch_threads=None) -> QTensor:
     """Batched quantized matrix product (``torch.ops.quantized.matmul``).
 
     torch 2.13 on x86 (built without ruy) dequantizes both inputs, multiplies
-    in float32 (MKL / oneDNN sgemm) and quantizes with ``(scale,
-    zero_point)``.  qops dequantizes and quantizes with torch's arithmetic;
-    each dot product is summed in float64 and rounded once to float32, which
-    can differ from torch's sgemm summation in the last float bit: measured
-    mismatch rates are in ``docs/ops_elementwise.md``.
+    in float32 with ``at::matmul`` and quantizes with ``(scale,
+    zero_point)``.  qops dequantizes and quantizes with torch's arithmetic
+    and sums each product in the float32 order of torch's matmul as measured
+    for MKL 2024.2 on an AVX-512 AMD EPYC host: MKL's blocked FMA kernel, its
+    small-matrix and dot kernels, its split of rows between threads, and
+    torch's own loop for small batches (``docs/ops_elementwise.md``).  There
+    the integers are torch's; on a host where MKL picks other kernels the
+    float sums, and so the outputs near a rounding tie, may differ by 1 LSB.
 
     Parameters
     ----------
@@ -858,6 +861,11 @@ def matmul(a, b, scale, zero_point, *, numerics=None) -> QTensor:
     numerics : str, optional
         torch profiles or reference (exact integer accumulation, one
         rounding); the others raise NotImplementedError.
+    torch_threads : int, optional
+        torch's intra-op thread count to reproduce (``torch.get_num_threads()``
+        of the run compared with); it matters for a single matrix, whose rows
+        MKL splits between threads.  Default: ``numba.get_num_threads()``.
+        Measured exact for 1 and 2 threads.
 
     Returns
     -------
@@ -880,6 +888,7 @@ def matmul(a, b, scale, zero_point, *, numerics=None) -> QTensor:
         raise TypeError(f"{op}: both inputs must have the same dtype, got {a.dtype.name} and {b.dtype.name}")
     dtype = a._dtype
     so, zo = _output_qparams(op, scale, zero_point, dtype)
+    threads = _torch_threads(op, torch_threads)
     sa_, sb_ = tuple(a._data.shape), tuple(b._data.shape)
     if len(sa_) != len(sb_) or len(sa_) < 2:
         raise ValueError(f"{op}: the inputs must have the same rank >= 2, got shapes {sa_} and {sb_}")
@@ -905,8 +914,38 @@ def matmul(a, b, scale, zero_point, *, numerics=None) -> QTensor:
     fb = dequantize(b, numerics="fbgemm").reshape(nb, k, n)
     fc = _empty(device, (nb, m, n), np.float32)
     if nb * m * n:
-        _dispatch.run("elementwise.matmul_f32", device, _contig(fa), _contig(fb), fc)
+        rows, naive = _sgemm_plan(len(sa_), nb, m, k, n, threads)
+        _dispatch.run("elementwise.matmul_sgemm", device, _contig(fa), _contig(fb), fc, rows, naive)
     return quantize_per_tensor(fc.reshape(out_shape), so, zo, dtype, numerics="fbgemm")
+
+
+def _torch_threads(op, torch_threads):
+    """Validate a ``torch_threads`` argument; None gives ``numba.get_num_threads()``."""
+    if torch_threads is None:
+        import numba
+
+        return numba.get_num_threads()
+    if isinstance(torch_threads, (bool, np.bool_)) or not isinstance(torch_threads, numbers.Integral):
+        raise TypeError(f"{op}: torch_threads must be an integer, got {torch_threads!r}")
+    if int(torch_threads) < 1:
+        raise ValueError(f"{op}: torch_threads must be at least 1, got {torch_threads}")
+    return int(torch_threads)
+
+
+def _sgemm_plan(ndim, nb, m, k, n, threads):
+    """How torch's ``at::matmul`` computes each matrix: ``(rows, naive)``.
+
+    A single matrix (2-D inputs, or one batch) goes to MKL's sgemm, which
+    gives each of ``threads`` threads a share of rows, a multiple of 4.
+    Batches go through ``bmm``: torch's own loop (``naive``) below 400
+    multiply-adds per matrix and for a single column, otherwise one sgemm
+    per matrix, each on one thread."""
+    if ndim > 2 and (m * n * k < 400 or (nb > 1 and n == 1)):
+        return m, True
+    if nb > 1:
+        return m, False
+    share = -(-m // threads)
+    return -(-share // 4) * 4, False
 
 
 def _contig(a):
@@ -969,14 +1008,7 @@ def softmax(input, dim, scale, zero_point, *, numerics=None, torch_threads=None)
     lim = max(nd, 1)
     if not -lim <= int(dim) < lim:
         raise ValueError(f"{op}: dim={dim} is out of range for a {nd}-dimensional input")
-    if torch_threads is None:
-        import numba
-
-        torch_threads = numba.get_num_threads()
-    if isinstance(torch_threads, (bool, np.bool_)) or not isinstance(torch_threads, numbers.Integral):
-        raise TypeError(f"{op}: torch_threads must be an integer, got {torch_threads!r}")
-    if int(torch_threads) < 1:
-        raise ValueError(f"{op}: torch_threads must be at least 1, got {torch_threads}")
+    torch_threads = _torch_threads(op, torch_threads)
     d = int(dim) % lim
     if profile not in _TORCH and profile != "reference":
         raise _not_implemented(op, profile)

@@ -150,21 +150,38 @@ def _cat_torch(peer, case, profile):
 register(Sweep(name="cat", cases=_cat_cases, run=_cat_run, peers={"torch": _cat_torch}, profiles=_ALL))
 
 
+#: matmul shapes ``(batch, M, K, N)``, one per path of torch's float32 sums
+#: (``kernels/cpu/elementwise.py``), run with torch on ``_MM_THREADS`` threads.
+_MM_SHAPES = (
+    ((3,), 7, 19, 5),  # batches: one small-path sgemm each, leading columns by batch offset
+    ((), 9, 300, 24),  # blocked FMA with K in halves; 2 threads: 8 rows + 1 small row
+    ((), 6, 40, 10),  # small path, 2 leading columns on odd rows
+    ((), 7, 45, 1),  # dot kernels: a group of 4 rows and 3 rows after it
+    ((2,), 3, 20, 6),  # batches under 400 multiply-adds: torch's own loop
+)
+_MM_THREADS = 2
+
+
 def _mm_cases(data):
     out = []
     for name, dtype in _DTYPES.items():
         d = 0 if dtype is quint8 else 128
         rng = np.random.default_rng(6)
-        a = rng.integers(0, 256, (3, 7, 19)).astype(np.uint8).view(dtype.storage)
-        b = rng.integers(0, 256, (3, 19, 5)).astype(np.uint8).view(dtype.storage)
-        out.append(Case(f"{name} (3,7,19)@(3,19,5)", {"a": a, "b": b, "sa": 0.02, "za": 120 - d, "sb": 0.01,
-                                                      "zb": 130 - d, "so": 0.05, "zo": 128 - d, "dtype": name}))
+        for batch, m, k, n in _MM_SHAPES:
+            a = rng.integers(0, 256, batch + (m, k)).astype(np.uint8).view(dtype.storage)
+            b = rng.integers(0, 256, batch + (k, n)).astype(np.uint8).view(dtype.storage)
+            so = float(np.float32(0.02 * 0.01 * k ** 0.5 * 8))
+            shape = "x".join(map(str, batch + (m, k))) + "@" + "x".join(map(str, batch + (k, n)))
+            out.append(Case(f"{name} {shape}", {"a": a, "b": b, "sa": 0.02, "za": 120 - d, "sb": 0.01,
+                                                "zb": 130 - d, "so": so, "zo": 128 - d, "dtype": name,
+                                                "threads": _MM_THREADS}))
     return out
 
 
 def _mm_run(case, profile):
     a = case.args
-    return E.matmul(_q(case, "a"), _q(case, "b"), a["so"], a["zo"], numerics=profile).int_repr()
+    return E.matmul(_q(case, "a"), _q(case, "b"), a["so"], a["zo"], numerics=profile,
+                    torch_threads=a["threads"]).int_repr()
 
 
 def _mm_torch(peer, case, profile):
@@ -172,8 +189,14 @@ def _mm_torch(peer, case, profile):
         return None
     peer.engine(profile)
     a = case.args
-    return peer.torch.ops.quantized.matmul(_torch_q(peer, case, "a"), _torch_q(peer, case, "b"),
-                                           a["so"], a["zo"]).int_repr().numpy()
+    torch = peer.torch
+    old = torch.get_num_threads()
+    torch.set_num_threads(a["threads"])
+    try:
+        return torch.ops.quantized.matmul(_torch_q(peer, case, "a"), _torch_q(peer, case, "b"),
+                                          a["so"], a["zo"]).int_repr().numpy()
+    finally:
+        torch.set_num_threads(old)
 
 
 register(Sweep(name="matmul", cases=_mm_cases, run=_mm_run, peers={"torch": _mm_torch},

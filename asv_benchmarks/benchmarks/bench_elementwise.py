@@ -1,4 +1,7 @@
-"""add / mul / add_scalar / cat / softmax: qops beside torch 2.13 on 1M-16M elements.
+"""add / mul / add_scalar / cat / softmax / matmul: qops beside torch 2.13.
+
+The memory-bound ops run on 1M-16M elements, matmul on two products of
+65K and 131K outputs.
 
 Each class's first parameter, ``impl``, names the implementation (``qops`` with
 the default profile, i.e. torch's arithmetic, or ``torch``), so one run gives
@@ -127,4 +130,25 @@ class Softmax:
             common.limit_numba_threads()
 
     def time_softmax(self, impl, size):
+        self.fn()
+
+
+class MatMul:
+    """quint8 matmul: one (256, 256) @ (256, 256) product and a batch of 8
+    (128, 64) @ (64, 128) (attention-like); qops sums in torch's MKL order."""
+
+    params = [IMPLS, ["256x256x256", "8x128x64x128"]]
+    param_names = ["impl", "shape"]
+
+    def setup(self, impl, shape):
+        dims = [int(v) for v in shape.split("x")]
+        batch, (m, k, n) = tuple(dims[:-3]), dims[-3:]
+        a, b = _inputs(impl, "quint8", 0, [batch + (m, k), batch + (k, n)])
+        f = _op(impl, "matmul")
+        self.fn = lambda: f(a, b, common.SCALE * common.SCALE * 2 * k ** 0.5 * 8, 128)
+        self.fn()  # compile
+        if impl == "qops":
+            common.limit_numba_threads()
+
+    def time_matmul(self, impl, shape):
         self.fn()

@@ -412,20 +412,177 @@ def binary_reference(op, relu, a, b, out, ra, rb, ro, n0, ia, ib, io,
 
 
 # ------------------------------------------------------------------ matmul
+# torch's quantized matmul multiplies the dequantized float32 inputs with
+# ``at::matmul``, i.e. MKL's sgemm (or torch's own loop for tiny batches),
+# whose float32 summation order decides the last bit.  The functions below
+# reproduce the order measured for MKL 2024.2 (torch 2.13.0's wheel) on an
+# AVX-512 AMD EPYC host; ``docs/ops_elementwise.md`` says how it was measured.
+# Torch's row-major ``C = A @ B`` is MKL's column-major ``C^T = B^T A^T``:
+# "rows" below are torch's rows (MKL's columns) and "columns" torch's.
+
+
+@njit(**CPU_INLINE)
+def sgemm_kc(k):
+    """MKL's K blocking for the blocked (FMA) path: one block up to 192,
+    two halves up to 384 (``k // 2`` each and a remainder), then 192."""
+    if k <= 192:
+        return k
+    if k <= 384:
+        return k // 2
+    return 192
+
+
+@njit(**CPU_INLINE)
+def sgemm_tree8(a, b, i, r, j, k):
+    """One unaligned leading element of a small-path row: per 8 products,
+    four added to the sum in order and four summed apart then added; the
+    ``k % 8`` last products in order.  Multiply then add, no FMA."""
+    acc = np.float32(0.0)
+    g = k // 8 * 8
+    p = 0
+    while p < g:
+        for q in range(p, p + 4):
+            acc = acc + a[i, r, q] * b[i, q, j]
+        t = np.float32(0.0)
+        for q in range(p + 4, p + 8):
+            t = t + a[i, r, q] * b[i, q, j]
+        acc = acc + t
+        p += 8
+    for q in range(g, k):
+        acc = acc + a[i, r, q] * b[i, q, j]
+    return acc
+
+
+@njit(**CPU_INLINE)
+def sgemm_dot(a, b, i, r, m, k):
+    """One output of a single-column product (``n == 1``, MKL's dot kernels).
+
+    Rows in whole groups of 4: the first ``h`` products (``h = k % 4``, or 4)
+    in order into lane 0, then lane ``(p - h) % 4`` takes product ``p``;
+    result ``(l0 + l2) + (l1 + l3)``.  The ``m % 4`` rows after them: the
+    first 4 products in order, then ``(k - 4) // 8 * 8`` products over 8
+    lanes (4 for the second of those rows), reduced ``((l0+l4) + (l2+l6)) +
+    ((l1+l5) + (l3+l7))``, then the rest in order.  ``m == 1``: in order.
+    Multiply then add, no FMA."""
+    l0 = l1 = l2 = l3 = l4 = l5 = l6 = l7 = np.float32(0.0)
+    m4 = m // 4 * 4
+    if m == 1 or k <= 4:
+        for p in range(k):
+            l0 = l0 + a[i, r, p] * b[i, p, 0]
+        return l0
+    if r < m4:
+        h = k % 4
+        if h == 0:
+            h = 4
+        for p in range(h):
+            l0 = l0 + a[i, r, p] * b[i, p, 0]
+        p = h
+        while p + 4 <= k:
+            l0 = l0 + a[i, r, p] * b[i, p, 0]
+            l1 = l1 + a[i, r, p + 1] * b[i, p + 1, 0]
+            l2 = l2 + a[i, r, p + 2] * b[i, p + 2, 0]
+            l3 = l3 + a[i, r, p + 3] * b[i, p + 3, 0]
+            p += 4
+        return (l0 + l2) + (l1 + l3)
+    for p in range(4):
+        l0 = l0 + a[i, r, p] * b[i, p, 0]
+    body = (k - 4) // 8 * 8
+    p = 4
+    if r - m4 == 1:
+        while p < 4 + body:
+            l0 = l0 + a[i, r, p] * b[i, p, 0]
+            l1 = l1 + a[i, r, p + 1] * b[i, p + 1, 0]
+            l2 = l2 + a[i, r, p + 2] * b[i, p + 2, 0]
+            l3 = l3 + a[i, r, p + 3] * b[i, p + 3, 0]
+            p += 4
+        acc = (l0 + l2) + (l1 + l3) if body else l0
+    else:
+        while p < 4 + body:
+            l0 = l0 + a[i, r, p] * b[i, p, 0]
+            l1 = l1 + a[i, r, p + 1] * b[i, p + 1, 0]
+            l2 = l2 + a[i, r, p + 2] * b[i, p + 2, 0]
+            l3 = l3 + a[i, r, p + 3] * b[i, p + 3, 0]
+            l4 = l4 + a[i, r, p + 4] * b[i, p + 4, 0]
+            l5 = l5 + a[i, r, p + 5] * b[i, p + 5, 0]
+            l6 = l6 + a[i, r, p + 6] * b[i, p + 6, 0]
+            l7 = l7 + a[i, r, p + 7] * b[i, p + 7, 0]
+            p += 8
+        acc = ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) if body else l0
+    for q in range(p, k):
+        acc = acc + a[i, r, q] * b[i, q, 0]
+    return acc
+
+
+@njit(**CPU_INLINE)
+def sgemm_path(r, m, n, rows, naive):
+    """Which summation one output row takes: 0 in order (multiply, add),
+    1 in order with MKL's unaligned leading columns, 2 blocked FMA, 3 dot.
+
+    ``rows`` is MKL's share of rows per thread: a part of fewer than 4 rows,
+    or fewer than 12 columns, takes MKL's small path."""
+    if naive:
+        return 0
+    if n == 1:
+        return 3
+    r0 = r // rows * rows
+    if min(m, r0 + rows) - r0 >= 4 and n >= 12:
+        return 2
+    return 1
+
+
+@njit(**CPU_INLINE)
+def sgemm_lead(i, r, m, n):
+    """Leading columns of a small-path row computed apart: those before the
+    row's output reaches a 16-byte boundary (the output buffer aligned, one
+    batch after another), when at least 4 columns remain after them."""
+    lead = -(i * m * n + r * n) % 4
+    return lead if n - lead >= 4 else 0
+
+
 @njit(**CPU_PARALLEL)
-def matmul_f32(a, b, out):
-    """``out[i] = a[i] @ b[i]`` for float32 batches, each dot product summed in
-    float64 over increasing k and rounded once to float32."""
+def matmul_sgemm(a, b, out, rows, naive):
+    """``out[i] = a[i] @ b[i]`` in float32, summed in the order torch 2.13's
+    ``at::matmul`` sums on the reference host.
+
+    ``naive``: torch's own loop (batched products under 400 multiply-adds
+    per matrix, and batched single columns): each output summed in order,
+    multiply then add.  Otherwise MKL's sgemm per matrix with ``rows`` rows
+    per thread, each row by :func:`sgemm_path`."""
     nbat, m, k = a.shape
     n = b.shape[2]
+    kc = max(sgemm_kc(k), 1)
     for t in prange(nbat * m):
         i = t // m
         r = t - i * m
-        for j in range(n):
-            acc = 0.0
-            for p in range(k):
-                acc += np.float64(a[i, r, p]) * np.float64(b[i, p, j])
-            out[i, r, j] = np.float32(acc)
+        path = sgemm_path(r, m, n, rows, naive)
+        if path == 3:
+            out[i, r, 0] = sgemm_dot(a, b, i, r, m, k)
+            continue
+        o = out[i, r]
+        o[:] = 0.0
+        if path == 2:
+            acc = np.empty(n, np.float32)
+            for k0 in range(0, k, kc):
+                acc[:] = 0.0
+                for p in range(k0, min(k0 + kc, k)):
+                    av = a[i, r, p]
+                    bp = b[i, p]
+                    for j in range(n):
+                        acc[j] = fma32(av, bp[j], acc[j])
+                if k0 == 0:
+                    o[:] = acc
+                else:
+                    for j in range(n):
+                        o[j] = o[j] + acc[j]
+            continue
+        for p in range(k):
+            av = a[i, r, p]
+            bp = b[i, p]
+            for j in range(n):
+                o[j] = o[j] + av * bp[j]
+        if path == 1:
+            for j in range(sgemm_lead(i, r, m, n)):
+                o[j] = sgemm_tree8(a, b, i, r, j, k)
 
 
 @njit(**CPU_PARALLEL)

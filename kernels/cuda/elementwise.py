@@ -159,26 +159,138 @@ def binary_reference(op, relu, a, b, out, ra, rb, ro, n0, ia, ib, io, sa, za, sb
                                  so, zo, cst, qmin, qmax)
 
 
+_F32_0 = np.float32(0.0)
+
+
+@cuda.jit(**DEVICE)
+def _sgemm_kc(k):
+    if k <= 192:
+        return k
+    if k <= 384:
+        return k // 2
+    return 192
+
+
+@cuda.jit(**DEVICE)
+def _madd(acc, a, b, i, r, p, j):
+    return add32(acc, mul32(a[i, r, p], b[i, p, j]))
+
+
+@cuda.jit(**DEVICE)
+def _sgemm_tree8(a, b, i, r, j, k):
+    acc = _F32_0
+    g = k // 8 * 8
+    p = 0
+    while p < g:
+        for q in range(p, p + 4):
+            acc = _madd(acc, a, b, i, r, q, j)
+        t = _F32_0
+        for q in range(p + 4, p + 8):
+            t = _madd(t, a, b, i, r, q, j)
+        acc = add32(acc, t)
+        p += 8
+    for q in range(g, k):
+        acc = _madd(acc, a, b, i, r, q, j)
+    return acc
+
+
+@cuda.jit(**DEVICE)
+def _sgemm_dot(a, b, i, r, m, k):
+    l0 = l1 = l2 = l3 = l4 = l5 = l6 = l7 = _F32_0
+    m4 = m // 4 * 4
+    if m == 1 or k <= 4:
+        for p in range(k):
+            l0 = _madd(l0, a, b, i, r, p, 0)
+        return l0
+    if r < m4:
+        h = k % 4
+        if h == 0:
+            h = 4
+        for p in range(h):
+            l0 = _madd(l0, a, b, i, r, p, 0)
+        p = h
+        while p + 4 <= k:
+            l0 = _madd(l0, a, b, i, r, p, 0)
+            l1 = _madd(l1, a, b, i, r, p + 1, 0)
+            l2 = _madd(l2, a, b, i, r, p + 2, 0)
+            l3 = _madd(l3, a, b, i, r, p + 3, 0)
+            p += 4
+        return add32(add32(l0, l2), add32(l1, l3))
+    for p in range(4):
+        l0 = _madd(l0, a, b, i, r, p, 0)
+    body = (k - 4) // 8 * 8
+    p = 4
+    acc = l0
+    if r - m4 == 1:
+        while p < 4 + body:
+            l0 = _madd(l0, a, b, i, r, p, 0)
+            l1 = _madd(l1, a, b, i, r, p + 1, 0)
+            l2 = _madd(l2, a, b, i, r, p + 2, 0)
+            l3 = _madd(l3, a, b, i, r, p + 3, 0)
+            p += 4
+        if body:
+            acc = add32(add32(l0, l2), add32(l1, l3))
+    else:
+        while p < 4 + body:
+            l0 = _madd(l0, a, b, i, r, p, 0)
+            l1 = _madd(l1, a, b, i, r, p + 1, 0)
+            l2 = _madd(l2, a, b, i, r, p + 2, 0)
+            l3 = _madd(l3, a, b, i, r, p + 3, 0)
+            l4 = _madd(l4, a, b, i, r, p + 4, 0)
+            l5 = _madd(l5, a, b, i, r, p + 5, 0)
+            l6 = _madd(l6, a, b, i, r, p + 6, 0)
+            l7 = _madd(l7, a, b, i, r, p + 7, 0)
+            p += 8
+        if body:
+            acc = add32(add32(add32(l0, l4), add32(l2, l6)), add32(add32(l1, l5), add32(l3, l7)))
+    for q in range(p, k):
+        acc = _madd(acc, a, b, i, r, q, 0)
+    return acc
+
+
+@cuda.jit(**DEVICE)
+def _sgemm_one(a, b, i, r, j, m, n, k, rows, naive):
+    """One output of :func:`qops.kernels.cpu.elementwise.matmul_sgemm`."""
+    if not naive and n == 1:
+        return _sgemm_dot(a, b, i, r, m, k)
+    r0 = r // rows * rows
+    if not naive and min(m, r0 + rows) - r0 >= 4 and n >= 12:
+        kc = _sgemm_kc(k)
+        c = _F32_0
+        k0 = 0
+        while k0 < k:
+            acc = _F32_0
+            for p in range(k0, min(k0 + kc, k)):
+                acc = fma32(a[i, r, p], b[i, p, j], acc)
+            c = acc if k0 == 0 else add32(c, acc)
+            k0 += kc
+        return c
+    if not naive:
+        lead = -(i * m * n + r * n) % 4
+        if j < lead and n - lead >= 4:
+            return _sgemm_tree8(a, b, i, r, j, k)
+    c = _F32_0
+    for p in range(k):
+        c = _madd(c, a, b, i, r, p, j)
+    return c
+
+
 @cuda.jit(**KERNEL)
-def _matmul_f32_kernel(a, b, out):
+def _matmul_sgemm_kernel(a, b, out, rows, naive):
     nbat, m, k = a.shape
     n = b.shape[2]
     for t in range(cuda.grid(1), nbat * m * n, cuda.gridsize(1)):
         i = t // (m * n)
         r = (t // n) % m
         j = t % n
-        acc = 0.0
-        for p in range(k):
-            # products of two float32 are exact in float64: fused or not, one rounding
-            acc = fma64(np.float64(a[i, r, p]), np.float64(b[i, p, j]), acc)
-        out[i, r, j] = np.float32(acc)
+        out[i, r, j] = _sgemm_one(a, b, i, r, j, m, n, k, rows, naive)
 
 
-def matmul_f32(a, b, out):
-    """CUDA twin of :func:`qops.kernels.cpu.elementwise.matmul_f32`."""
+def matmul_sgemm(a, b, out, rows, naive):
+    """CUDA twin of :func:`qops.kernels.cpu.elementwise.matmul_sgemm`."""
     if out.size:
         bl, t = _grid(out.size)
-        _matmul_f32_kernel[bl, t](a, b, out)
+        _matmul_sgemm_kernel[bl, t](a, b, out, rows, naive)
 
 
 @cuda.jit(**KERNEL)

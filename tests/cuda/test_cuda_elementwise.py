@@ -78,6 +78,31 @@ def test_cat_matmul_softmax_match_cpu():
         same(F.matmul(xc, yc, 0.05, 10, numerics=p), F.matmul(xg, yg, 0.05, 10, numerics=p))
 
 
+def test_matmul_sgemm_paths_match_cpu(monkeypatch):
+    """The float32 product in torch's matmul order, every bit, on the device: the
+    blocked FMA path with two K blocks and a thread's small row with unaligned
+    leading columns (5 x 194 x 12, 4 rows per thread), the dot kernels of a
+    single column (group rows and the 3 rows after them), torch's loop for
+    batches, and the small path's leading columns after a batch offset.  One
+    simulated thread per block: thousands of device calls per thread stall the
+    simulator when many threads contend for its per-call module swap."""
+    from qops.kernels.cpu import elementwise as cpu_ew
+    from qops.kernels.cuda import elementwise as gpu_ew
+
+    monkeypatch.setattr(config, "threads_per_block", 1)
+    monkeypatch.setattr(config, "max_blocks", 2)
+    rng = np.random.default_rng(5)
+    for nb, m, k, n, rows, naive in ((1, 5, 194, 12, 4, False), (1, 7, 62, 1, 8, False),
+                                     (2, 3, 20, 7, 3, True), (2, 2, 24, 7, 2, False)):
+        a = ((rng.integers(0, 256, (nb, m, k)) - 128) * 0.0173).astype(np.float32)
+        b = ((rng.integers(0, 256, (nb, k, n)) - 128) * 0.0091).astype(np.float32)
+        want = np.empty((nb, m, n), np.float32)
+        cpu_ew.matmul_sgemm(a, b, want, rows, naive)
+        got = cuda.device_array((nb, m, n), np.float32)
+        gpu_ew.matmul_sgemm(cuda.to_device(a), cuda.to_device(b), got, rows, naive)
+        np.testing.assert_array_equal(got.copy_to_host().view(np.int32), want.view(np.int32))
+
+
 def test_softmax_float_paths_match_cpu():
     """torch's float32 softmax on the device: last-dim rows (16-lane sums, the
     tail lanes, rows below 16) and columns of both paths (Sleef's and glibc's
