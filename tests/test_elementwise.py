@@ -10,6 +10,8 @@ import qops
 from qops import functional as F
 from qops.qtensor import QTensor
 
+from .test_matmul import _measured_host
+
 torch = pytest.importorskip("torch")
 warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated", category=UserWarning)
 
@@ -629,7 +631,8 @@ def test_modules_match_torch(rng):
         r = getattr(q, name)(*args)
         t = getattr(tq_, name)(*(to_torch(a.contiguous()) for a in args))
         d = np.abs(r.int_repr().astype(int) - t.int_repr().numpy().astype(int))
-        assert d.max() <= (1 if name == "matmul" else 0), name
+        # matmul: torch's float32 sums are reproduced where their order was measured
+        assert d.max() <= (1 if name == "matmul" and not _measured_host() else 0), name
     check_same(q.cat([qx, qy], 1), tq_.cat([to_torch(qx), to_torch(qy)], 1))
     check_same(q.add_scalar(qx, 0.7), tq_.add_scalar(to_torch(qx), 0.7))
     check_same(q.mul_scalar(qx, -0.7), tq_.mul_scalar(to_torch(qx), -0.7))
