@@ -19,6 +19,7 @@ NHWC array), so a chain of ops takes torch's paths all along.
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -115,6 +116,21 @@ def _check_geometry(op, sizes, k, s, p, dil):
         raise ValueError(f"{op}: the spatial dimensions must be non-empty, got input size {sizes}")
 
 
+def _frozen(fn):
+    """Memoise a window-table builder (the same geometry recurs call after
+    call; building the tables cost more than a small pool): its arrays are
+    made read-only, so a cached table cannot be changed by a caller."""
+    @functools.lru_cache(maxsize=512)
+    def cached(*args):
+        out = fn(*args)
+        for a in out:
+            a.flags.writeable = False
+        return out
+
+    return functools.wraps(fn)(cached)
+
+
+@_frozen
 def _windows(i, o, k, s, p):
     """Average-pool windows of one dimension: clipped ``[lo, hi)`` and the
     extent over the zero-padded input."""
@@ -124,7 +140,10 @@ def _windows(i, o, k, s, p):
     return np.maximum(start, 0), np.minimum(end, i), ext
 
 
+@_frozen
 def _max_windows(i, o, k, s, p, dil):
+    """Max-pool windows of one dimension: the first tap inside the input and
+    the end of the window's taps, clipped."""
     start = np.arange(o, dtype=np.int64) * s - p
     end = np.minimum(start + (k - 1) * dil + 1, i)
     neg = start < 0
@@ -132,6 +151,13 @@ def _max_windows(i, o, k, s, p, dil):
     return start, end
 
 
+@_frozen
+def _unit_window():
+    """The single window of a missing depth dimension."""
+    return np.zeros(1, np.int64), np.ones(1, np.int64), np.ones(1, np.int64)
+
+
+@_frozen
 def _adaptive_windows(i, o):
     """torch's start/end indices, computed in float32 as torch does."""
     idx = np.arange(o, dtype=np.int64)
@@ -191,7 +217,7 @@ def _run_max(x, data5, cl, out_sizes, wins, dil, op):
     od, oh, ow = out_sizes
     shape = (data5.shape[0], od, oh, ow, data5.shape[4]) if cl else (data5.shape[0], od, oh, ow)
     out = alloc(shape, x._dtype.storage)
-    if int(np.prod(shape)) == 0:
+    if 0 in shape:
         return out
     name = "pool.max_pool_cl" if cl else "pool.max_pool_nc"
     _dispatch.run(name, device, data5, out, put(ld), put(hd), put(lh), put(hh), put(lw), put(hw),
@@ -205,7 +231,7 @@ def _run_avg(x, data5, cl, out_sizes, wins, cip, divisor, mode, cvec, nch):
     od, oh, ow = out_sizes
     shape = (data5.shape[0], od, oh, ow, data5.shape[4]) if cl else (data5.shape[0], od, oh, ow)
     out = alloc(shape, x._dtype.storage)
-    if int(np.prod(shape)) == 0:
+    if 0 in shape:
         return out
     args = (put(ld), put(hd), put(ed), put(lh), put(hh), put(eh), put(lw), put(hw), put(ew),
             bool(cip), int(divisor), mode, int(cvec))
@@ -301,7 +327,7 @@ def _max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return
         )
     data, cl, _ = _layout_2d(x)
     wins = (
-        (np.zeros(1, np.int64), np.ones(1, np.int64)),
+        _unit_window()[:2],
         _max_windows(h, oh, k[0], s[0], p[0], dil[0]),
         _max_windows(w, ow, k[1], s[1], p[1], dil[1]),
     )
@@ -464,7 +490,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     data, cl, torch_cl = _layout_2d(x)
     nch = x.shape[-3]
     mode, cvec = _avg_mode(profile, torch_cl, x._dtype, nch)
-    wins = ((np.zeros(1, np.int64), np.ones(1, np.int64), np.ones(1, np.int64)),
+    wins = (_unit_window(),
             _windows(h, oh, k[0], s[0], p[0]), _windows(w, ow, k[1], s[1], p[1]))
     out = _run_avg(x, data, cl, (1, oh, ow), wins, count_include_pad, divisor, mode, cvec, nch)
     return _finish_2d(x, out, cl, x.shape[:-2], oh, ow)

@@ -547,7 +547,7 @@ def max_pool_nc(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
 
 def _max_taps(lo_d, hi_d, lo_h, hi_h, lo_w, hi_w):
     """An upper bound of any window's tap count."""
-    return int(np.max(hi_d - lo_d) * np.max(hi_h - lo_h) * np.max(hi_w - lo_w))
+    return int((hi_d - lo_d).max()) * int((hi_h - lo_h).max()) * int((hi_w - lo_w).max())
 
 
 def _simd_cl(x):
