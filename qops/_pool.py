@@ -190,11 +190,47 @@ def _profile(numerics, op, selection):
     return profile
 
 
-def _qnnpack_unsupported(op, why):
-    raise NotImplementedError(
-        f"{op} under numerics 'qnnpack' is not implemented for {why}: torch 2.13 sends it to "
-        "QNNPACK's kernel, which qops does not reproduce; use numerics='fbgemm' or 'reference'"
-    )
+def _qnnpack_refusals(op, x, k):
+    """What torch 2.13 refuses before QNNPACK's pooling runs (it raises
+    RuntimeError; qops raises ValueError saying why)."""
+    if x.ndim != 4:
+        raise ValueError(
+            f"{op} under numerics 'qnnpack': torch's QNNPACK pooling takes 4-D (N, C, H, W) input "
+            f"only, got shape {x.shape} (torch raises); add a batch dimension with unsqueeze(0) or "
+            "use numerics='fbgemm'"
+        )
+    if k[0] * k[1] == 1:
+        raise ValueError(
+            f"{op} under numerics 'qnnpack': QNNPACK refuses a 1x1 window (torch fails to create "
+            "the operator); use numerics='fbgemm'"
+        )
+
+
+def _qnnpack_avg(x, k, s, p, oh, ow):
+    """torch's ``qnnpack_avg_pool2d``: QNNPACK's ``q8avgpool`` (see
+    :func:`qops.kernels.cpu.pool.avg_pool_qnnpack`); ``count_include_pad`` and
+    ``divisor_override`` do not apply (the divisor is the window area).  The
+    output keeps the input's scale and zero point and its memory format."""
+    sf = np.float32(x._scale)
+    if not np.isfinite(sf) or sf < np.finfo(np.float32).tiny:
+        raise ValueError(
+            f"QNNPACK's average pooling needs a normal float32 scale, got {x._scale!r} (torch "
+            "fails to create the operator); use numerics='fbgemm'"
+        )
+    scale = np.float32(sf / np.float32(sf * np.float32(k[0] * k[1])))
+    device, put, alloc = _device_arrays(x)
+    n, c, h, w = x.shape
+    planes = _contig(x._data).reshape(n * c, h, w)
+    out = alloc((n * c, oh, ow), np.uint8)
+    lh, hh, _ = _windows(h, oh, k[0], s[0], p[0])
+    lw, hw, _ = _windows(w, ow, k[1], s[1], p[1])
+    if out.size:
+        _dispatch.run("pool.avg_pool_qnnpack", device, planes, out, put(lh), put(hh), put(lw), put(hw),
+                      x._zero_point, scale)
+    out = out.reshape(n, c, oh, ow)
+    if device == "cpu" and _channels_last(x._data, (1, 3, 2, 0)):
+        out = np.ascontiguousarray(out.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return _wrap(x, out)
 
 
 def _device_arrays(x):
@@ -297,6 +333,35 @@ def _finish_2d(x, out, cl, lead, oh, ow):
 
 
 # ------------------------------------------------------------------ max pool
+def _overhang(h, w, oh, ow, k, s, dil):
+    """Whether a window's last tap lies beyond the input (possible only with padding)."""
+    return (oh - 1) * s[0] + (k[0] - 1) * dil[0] >= h or (ow - 1) * s[1] + (k[1] - 1) * dil[1] >= w
+
+
+def _qnnpack_max_dilated(x, k, s, p, dil, oh, ow, op):
+    """torch's ``qnnpack_maxpool2d`` with dilation: QNNPACK clamps every tap
+    into the input (``min(doz(y*s + i*d, p), H - 1)``), so a padding tap reads
+    the nearest edge pixel, which a dilated window may not otherwise hold.
+    That is max pooling without padding over the input padded by edge
+    replication: computed so, on the host for device arrays."""
+    a = x._data
+    device = "cuda" if is_cuda_array(a) else "cpu"
+    host = a.copy_to_host() if device == "cuda" else a
+    hp = (oh - 1) * s[0] + (k[0] - 1) * dil[0] + 1
+    wp = (ow - 1) * s[1] + (k[1] - 1) * dil[1] + 1
+    rows = np.clip(np.arange(hp) - p[0], 0, a.shape[2] - 1)
+    cols = np.clip(np.arange(wp) - p[1], 0, a.shape[3] - 1)
+    padded = host[:, :, rows][:, :, :, cols]
+    if _channels_last(host, (1, 3, 2, 0)):
+        padded = np.ascontiguousarray(padded.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    y = _max_pool2d(_wrap(x, padded), k, s, (0, 0), dil, False, False, "fbgemm", op)
+    if device == "cuda":
+        from numba import cuda
+
+        return _wrap(x, cuda.to_device(np.ascontiguousarray(y._data)))
+    return y
+
+
 def _max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
                 numerics, op):
     profile = _profile(numerics, op, selection=True)
@@ -315,8 +380,9 @@ def _max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return
     if x.shape[-3] < 1:
         raise ValueError(f"{op}: the channel dimension must be non-empty, got input size {x.shape}")
     _check_geometry(op, x.shape[-2:], k, s, p, dil)
-    if profile == "qnnpack" and x._dtype is quint8 and not ceil_mode:
-        _qnnpack_unsupported(op, "quint8 inputs without ceil_mode")
+    qnnpack = profile == "qnnpack" and x._dtype is quint8 and not ceil_mode
+    if qnnpack:
+        _qnnpack_refusals(op, x, k)
     h, w = x.shape[-2:]
     oh = _out_len(h, k[0], p[0], s[0], dil[0], ceil_mode)
     ow = _out_len(w, k[1], p[1], s[1], dil[1], ceil_mode)
@@ -325,6 +391,8 @@ def _max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return
             f"{op}: the output size ({oh}, {ow}) is too small for input size {(h, w)}, "
             f"kernel_size={k}, stride={s}, padding={p}, dilation={dil}"
         )
+    if qnnpack and (dil[0] > 1 or dil[1] > 1) and (p[0] or p[1] or _overhang(h, w, oh, ow, k, s, dil)):
+        return _qnnpack_max_dilated(x, k, s, p, dil, oh, ow, op)
     data, cl, _ = _layout_2d(x)
     wins = (
         _unit_window()[:2],
@@ -350,8 +418,10 @@ _MAX_DOC = """
         Must be False: torch's quantized max pooling refuses indices.
     numerics : str, optional
         Every profile gives the same integers (max pooling only selects),
-        except ``qnnpack``, which raises NotImplementedError for quint8 inputs
-        without ``ceil_mode`` (torch sends them to QNNPACK's kernel).
+        except ``qnnpack`` for quint8 inputs without ``ceil_mode``, which
+        torch sends to QNNPACK: there a dilated window's padding taps read
+        the nearest edge pixel, and 3-D input and 1x1 windows are refused
+        (ValueError; torch raises RuntimeError).
 
     Returns
     -------
@@ -366,9 +436,10 @@ _MAX_DOC = """
         Non-QTensor input or an unsupported dtype.
     ValueError
         Wrong rank, empty dimensions, non-positive kernel, stride or
-        dilation, negative or too large padding, output size below 1.
+        dilation, negative or too large padding, output size below 1; under
+        ``qnnpack``, what QNNPACK refuses.
     NotImplementedError
-        ``return_indices=True``; the QNNPACK route of ``qnnpack``.
+        ``return_indices=True``.
 """
 
 
@@ -453,9 +524,11 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
         as torch).
     numerics : str, optional
         ``fbgemm`` / ``onednn`` (torch's ATen kernels), ``qnnpack`` (the same,
-        NotImplementedError where torch routes to QNNPACK: quint8 without
-        ceil_mode), ``reference`` (``zp + rne(sum(q - zp) / divisor)``
-        exactly).  Other profiles raise NotImplementedError.
+        except quint8 without ceil_mode, which torch sends to QNNPACK: the
+        window area divides, whatever ``count_include_pad`` and
+        ``divisor_override`` say, with float32 requantization; 3-D input and
+        1x1 windows are refused), ``reference`` (``zp + rne(sum(q - zp) /
+        divisor)`` exactly).  Other profiles raise NotImplementedError.
 
     Returns
     -------
@@ -480,13 +553,19 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     p = _ints(padding, 2, "padding", op)
     divisor = _divisor(divisor_override, op)
     _check_geometry(op, x.shape[-2:], k, s, p, (1, 1))
-    if profile == "qnnpack" and x._dtype is quint8 and not ceil_mode:
-        _qnnpack_unsupported(op, "quint8 inputs without ceil_mode")
+    qnnpack = profile == "qnnpack" and x._dtype is quint8 and not ceil_mode
+    if qnnpack:
+        _qnnpack_refusals(op, x, k)
     h, w = x.shape[-2:]
     oh = _out_len(h, k[0], p[0], s[0], 1, ceil_mode)
     ow = _out_len(w, k[1], p[1], s[1], 1, ceil_mode)
     if oh < 0 or ow < 0:
         raise ValueError(f"{op}: kernel_size={k} is larger than the padded input {(h, w)} (padding {p})")
+    if qnnpack:
+        if oh < 1 or ow < 1:
+            raise ValueError(f"{op}: the output size ({oh}, {ow}) must be positive under numerics "
+                             "'qnnpack' (torch raises)")
+        return _qnnpack_avg(x, k, s, p, oh, ow)
     data, cl, torch_cl = _layout_2d(x)
     nch = x.shape[-3]
     mode, cvec = _avg_mode(profile, torch_cl, x._dtype, nch)
@@ -578,7 +657,11 @@ def _adaptive(input, output_size, numerics, op, nsp):
     o = _output_size(output_size, nsp, sp, op)
     if profile == "qnnpack" and nsp == 2 and x._dtype is quint8 and o != tuple(sp) \
             and all(e > 0 for e in o) and sp[0] % o[0] == 0 and sp[1] % o[1] == 0:
-        _qnnpack_unsupported(op, "quint8 inputs whose size is a multiple of output_size")
+        # torch's qnnpack_adaptive_avg_pool2d: QNNPACK's average pooling with
+        # kernel = stride = input / output
+        k = (sp[0] // o[0], sp[1] // o[1])
+        _qnnpack_refusals(op, x, k)
+        return _qnnpack_avg(x, k, k, (0, 0), o[0], o[1])
     a = x._data
     batched = x.ndim == nsp + 2
     torch_cl = batched and _channels_last(a, (1, 3, 2, 0) if nsp == 2 else (1, 4, 3, 2, 0))
@@ -616,8 +699,8 @@ def adaptive_avg_pool2d(input, output_size, *, numerics=None):
         ``None`` keeps that input dimension; 0 gives an empty output (torch).
     numerics : str, optional
         ``fbgemm`` / ``onednn`` (torch's ATen kernels), ``qnnpack`` (the same,
-        NotImplementedError where torch routes to QNNPACK: quint8 input whose
-        spatial size is a multiple of a different output size),
+        except quint8 input whose spatial size is a multiple of a different
+        output size, which torch sends to QNNPACK's average pooling),
         ``reference`` (exact mean, rounded half to even).  Other profiles
         raise NotImplementedError.
 

@@ -5,8 +5,9 @@ both memory formats (torch's NCHW and NHWC kernels round differently), with
 channel counts across the 8- and 16-channel vector boundaries of torch's NHWC
 kernels.  The peer is torch 2.13 with the engine named like the profile.
 Cases torch sends to QNNPACK under ``qnnpack`` (quint8 max/avg_pool2d without
-ceil_mode, quint8 adaptive_avg_pool2d with divisible sizes) skip that
-profile: qops raises NotImplementedError there.
+ceil_mode, quint8 adaptive_avg_pool2d with divisible sizes) compare QNNPACK's
+arithmetic; those torch refuses there (3-D input, 1x1 windows: RuntimeError,
+ValueError in qops) skip that profile.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ _GEOMETRIES = {
                    ((5, 8), dict(kernel_size=2))],
     "max_pool2d": [((2, 17, 7, 6), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
                    ((1, 33, 5, 5), dict(kernel_size=(2, 3), stride=1, dilation=(2, 1))),
-                   ((4, 6, 5), dict(kernel_size=2))],
+                   ((4, 6, 5), dict(kernel_size=2)),
+                   ((2, 9, 7, 6), dict(kernel_size=3, stride=1, padding=1, dilation=2))],
     "avg_pool2d": [((2, 17, 7, 6), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
                    ((1, 33, 5, 6), dict(kernel_size=(2, 3), stride=1, padding=(1, 1),
                                         count_include_pad=False)),
@@ -47,15 +49,19 @@ _GEOMETRIES = {
                             ((2, 9, 4, 4, 3), dict(output_size=(3, 5, 2)))],
 }
 
-def _qnnpack_routed(op, dtype, shape, kw):
+def _qnnpack_refused(op, dtype, shape, kw):
+    """Cases torch sends to QNNPACK under engine qnnpack and then refuses."""
     if dtype is not quint8:
         return False
     if op in ("max_pool1d", "max_pool2d", "avg_pool2d"):
-        return not kw.get("ceil_mode", False)
+        k = kw["kernel_size"]
+        area = k * k if isinstance(k, int) else k[0] * k[1]
+        rank = len(shape) + (op == "max_pool1d")
+        return not kw.get("ceil_mode", False) and (rank != 4 or area == 1)
     if op == "adaptive_avg_pool2d":
         sp = shape[-2:]
         o = tuple(i if e is None else e for e, i in zip(kw["output_size"], sp))
-        return o != tuple(sp) and sp[0] % o[0] == 0 and sp[1] % o[1] == 0
+        return o != tuple(sp) and sp[0] % o[0] == 0 and sp[1] % o[1] == 0 and len(shape) != 4
     return False
 
 
@@ -71,7 +77,7 @@ def _cases(op):
                         lo, hi = (dtype.qmin, dtype.qmax) if dtype is not qint32 else (-70000, 70000)
                         ints = rng.integers(lo, hi + 1, shape).astype(dtype.storage)
                         profiles = _ALL if op.startswith("max") else _AVG_PROFILES
-                        if _qnnpack_routed(op, dtype, shape, kw):
+                        if _qnnpack_refused(op, dtype, shape, kw):
                             profiles = tuple(p for p in profiles if p != "qnnpack")
                         label = f"{dtype.name} zp={zp} {shape}{' channels_last' if cl else ''} {kw}"
                         cases.append(Case(label, {"op": op, "ints": ints, "zp": zp, "dtype": dtype,

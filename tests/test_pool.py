@@ -259,8 +259,8 @@ def test_torch_scrambles_ambiguous_layout(rng):
 
 # ------------------------------------------------------------------ engines
 def test_engines(rng, engine):
-    """onednn runs torch's ATen kernels (== fbgemm); qnnpack too, except
-    where torch routes to QNNPACK, which qops refuses."""
+    """onednn runs torch's ATen kernels (== fbgemm); so does qnnpack outside
+    the cases torch sends to QNNPACK (tested below)."""
     t, q = pair(rng, (2, 19, 7, 6), qops.quint8, zp=5, channels_last=True)
     ts, qs = pair(rng, (2, 19, 7, 6), qops.qint8, zp=-5)
     t5, q5 = pair(rng, (1, 17, 4, 5, 6), qops.quint8, zp=9, channels_last=True)
@@ -277,13 +277,60 @@ def test_engines(rng, engine):
         engine(name)
         for ft, fq, a, b in calls:
             check_same(ft(a), fq(b, name))
+
+
+# ------------------------------------------------------------------ QNNPACK
+def test_qnnpack_pooling_matches_torch(rng, engine):
+    """Where torch's engine qnnpack sends quint8 pooling (no ceil_mode) to
+    QNNPACK: average pooling (fp32 requantization, half to even; the divisor
+    is the window area whatever count_include_pad and divisor_override say),
+    adaptive average pooling with whole windows, and max pooling, whose
+    dilated windows clamp padding taps to the edge pixel.  Random geometries
+    in both memory formats, channel counts on both sides of QNNPACK's 8."""
     engine("qnnpack")
-    for fq in (lambda: QF.avg_pool2d(q, 2, numerics="qnnpack"),
-               lambda: QF.max_pool2d(q, 2, numerics="qnnpack"),
-               lambda: QF.max_pool1d(q[0], 2, numerics="qnnpack"),
-               lambda: QF.adaptive_avg_pool2d(q, (7, 3), numerics="qnnpack")):
-        with pytest.raises(NotImplementedError, match="QNNPACK"):
+    compared = 0
+    for _ in range(60):
+        n, c = int(rng.integers(1, 3)), int(rng.choice([1, 3, 7, 8, 9, 17]))
+        h, w = int(rng.integers(3, 13)), int(rng.integers(3, 13))
+        cl = bool(rng.random() < 0.4)
+        t, q = pair(rng, (n, c, h, w), qops.quint8, channels_last=cl, scale=float(10 ** rng.uniform(-3, 0)))
+        k = (int(rng.integers(1, 5)), int(rng.integers(2, 5)))
+        st = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        pd = (int(rng.integers(0, k[0] // 2 + 1)), int(rng.integers(0, k[1] // 2 + 1)))
+        if h + 2 * pd[0] >= k[0] and w + 2 * pd[1] >= k[1]:
+            cip, div = bool(rng.random() < 0.5), (None if rng.random() < 0.7 else 3)
+            compared += check_same(F.avg_pool2d(t, k, st, pd, False, cip, div),
+                                   QF.avg_pool2d(q, k, st, pd, False, cip, div, numerics="qnnpack"))
+        dil = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        pm = (min(pd[0], ((k[0] - 1) * dil[0] + 1) // 2), min(pd[1], ((k[1] - 1) * dil[1] + 1) // 2))
+        if all(e > 0 for e in ((h + 2 * pm[0] - dil[0] * (k[0] - 1) - 1), (w + 2 * pm[1] - dil[1] * (k[1] - 1) - 1))):
+            compared += check_same(F.max_pool2d(t, k, st, pm, dil),
+                                   QF.max_pool2d(q, k, st, pm, dil, numerics="qnnpack"))
+        o = (h // int(rng.integers(1, 4)) or 1, w // int(rng.integers(1, 4)) or 1)
+        compared += check_same(F.adaptive_avg_pool2d(t, o), QF.adaptive_avg_pool2d(q, o, numerics="qnnpack"))
+    t, q = pair(rng, (2, 5, 11), qops.quint8)
+    compared += check_same(F.max_pool1d(t, 3, 2, 1, 2), QF.max_pool1d(q, 3, 2, 1, 2, numerics="qnnpack"))
+    assert compared > 20_000
+
+
+def test_qnnpack_pooling_refusals(rng, engine):
+    """What torch refuses before QNNPACK runs (RuntimeError there): qops raises
+    ValueError and says why; ceil_mode and other dtypes stay on the ATen kernels."""
+    engine("qnnpack")
+    t, q = pair(rng, (1, 3, 8, 8), qops.quint8, zp=7)
+    for ft, fq in ((lambda: F.avg_pool2d(t[0], 2), lambda: QF.avg_pool2d(q[0], 2, numerics="qnnpack")),
+                   (lambda: F.max_pool2d(t[0], 2), lambda: QF.max_pool2d(q[0], 2, numerics="qnnpack")),
+                   (lambda: F.max_pool1d(t[0, 0], 2), lambda: QF.max_pool1d(q[0, 0], 2, numerics="qnnpack")),
+                   (lambda: F.adaptive_avg_pool2d(t[0], 4),
+                    lambda: QF.adaptive_avg_pool2d(q[0], 4, numerics="qnnpack")),
+                   (lambda: F.avg_pool2d(t, 1), lambda: QF.avg_pool2d(q, 1, numerics="qnnpack")),
+                   (lambda: F.max_pool2d(t, 1), lambda: QF.max_pool2d(q, 1, numerics="qnnpack"))):
+        with pytest.raises(RuntimeError):
+            ft()
+        with pytest.raises(ValueError, match="qnnpack"):
             fq()
+    check_same(F.avg_pool2d(t, 3, 2, 1, True), QF.avg_pool2d(q, 3, 2, 1, True, numerics="qnnpack"))
+    check_same(F.max_pool2d(t[0], 2, ceil_mode=True), QF.max_pool2d(q[0], 2, ceil_mode=True, numerics="qnnpack"))
 
 
 # ------------------------------------------------------------------ reference

@@ -603,7 +603,7 @@ def avg_pool_cl(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
     step = max(1, min(4096 // c, rows // _items())) if big else rows
     # exact int32 sums for byte inputs (at most 2**23 taps), int64 otherwise;
     # torch's own kernels wrap at int32, the recipes reproduce that
-    taps = (np.max(hi_d - lo_d) * np.max(hi_h - lo_h) * np.max(hi_w - lo_w)) if rows else 0
+    taps = int((hi_d - lo_d).max()) * int((hi_h - lo_h).max()) * int((hi_w - lo_w).max()) if rows else 0
     small = x.itemsize == 1 and taps <= 2**23
     acc2 = np.zeros(((rows + step - 1) // step, c), np.int32 if small else np.int64)
     if small and _simd_cl(x):
@@ -616,3 +616,46 @@ def avg_pool_cl(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
     f = _avg_cl_par if big else _avg_cl_serial
     f(x.reshape(-1, c), out.reshape(-1, c), acc2, step, _dims(x, out), lo_d, hi_d, ext_d,
       lo_h, hi_h, ext_h, lo_w, hi_w, ext_w, cip, divisor, mode, cvec, zp, qmin, qmax)
+
+
+# --------------------------------------------------------------------------
+# QNNPACK's average pooling (torch's engine qnnpack, quint8)
+# --------------------------------------------------------------------------
+@njit(**CPU_INLINE)
+def _qnnpack_avg_rows(x, out, lo_h, hi_h, lo_w, hi_w, zp, scale, t0, t1):
+    oh, ow = out.shape[1], out.shape[2]
+    for t in range(t0, t1):
+        p = t // oh
+        i = t - p * oh
+        for j in range(ow):
+            acc = np.int64(0)
+            for y in range(lo_h[i], hi_h[i]):
+                for c in range(lo_w[j], hi_w[j]):
+                    acc += np.int64(x[p, y, c]) - zp
+            # cvtepi32_ps, mulps, cvtps2dq (half to even), +zp with saturation
+            v = np.int64(np.rint(np.float32(acc) * scale))
+            out[p, i, j] = min(max(v + zp, 0), 255)
+
+
+@njit(**CPU)
+def _qnnpack_avg_serial(x, out, lo_h, hi_h, lo_w, hi_w, zp, scale):
+    _qnnpack_avg_rows(x, out, lo_h, hi_h, lo_w, hi_w, zp, scale, 0, out.shape[0] * out.shape[1])
+
+
+@njit(**CPU_PARALLEL)
+def _qnnpack_avg_par(x, out, lo_h, hi_h, lo_w, hi_w, zp, scale):
+    rows = out.shape[0] * out.shape[1]
+    nb = (rows + 63) // 64
+    for b in prange(nb):
+        _qnnpack_avg_rows(x, out, lo_h, hi_h, lo_w, hi_w, zp, scale, b * 64, min(rows, b * 64 + 64))
+
+
+def avg_pool_qnnpack(x, out, lo_h, hi_h, lo_w, hi_w, zp, scale):
+    """QNNPACK's ``q8avgpool`` over planes ``x`` ``(P, H, W)`` (uint8) into
+    ``out`` ``(P, OH, OW)``: per window the sum of ``q - zp`` over the taps
+    inside the input (QNNPACK reads padding taps from a buffer of zero
+    points, so they add nothing), times the float32 ``scale`` (``s / (s *
+    kh * kw)``: the divisor is always the window area), rounded half to even
+    (``cvtps2dq``), plus ``zp``, saturated to ``[0, 255]``."""
+    f = _qnnpack_avg_par if _big(x, out) else _qnnpack_avg_serial
+    f(x, out, lo_h, hi_h, lo_w, hi_w, zp, scale)

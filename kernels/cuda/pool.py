@@ -219,3 +219,23 @@ def avg_pool_cl(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
     """See :func:`qops.kernels.cpu.pool.avg_pool_cl`."""
     _launch(_avg_cl_kernel, out.size, x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w,
             ext_w, cip, divisor, mode, cvec, zp, qmin, qmax)
+
+
+@cuda.jit(**KERNEL)
+def _avg_qnnpack_kernel(x, out, lo_h, hi_h, lo_w, hi_w, zp, scale):
+    oh, ow = out.shape[1], out.shape[2]
+    for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        p = t // (oh * ow)
+        i = (t // ow) % oh
+        j = t % ow
+        acc = np.int64(0)
+        for y in range(lo_h[i], hi_h[i]):
+            for c in range(lo_w[j], hi_w[j]):
+                acc += np.int64(x[p, y, c]) - zp
+        v = np.int64(rint(mul32(np.float32(acc), scale)))
+        out[p, i, j] = min(max(v + zp, 0), 255)
+
+
+def avg_pool_qnnpack(x, out, lo_h, hi_h, lo_w, hi_w, zp, scale):
+    """See :func:`qops.kernels.cpu.pool.avg_pool_qnnpack`."""
+    _launch(_avg_qnnpack_kernel, out.size, x, out, lo_h, hi_h, lo_w, hi_w, zp, scale)

@@ -115,3 +115,16 @@ def test_max_kernels_match_cpu(rng):
     cuda_pool.max_pool_nc(cuda.to_device(xp), devp, *args)
     np.testing.assert_array_equal(devp.copy_to_host(), outp)
     np.testing.assert_array_equal(outp.reshape(2, 9, 1, 3, 2), out.transpose(0, 4, 1, 2, 3))
+
+
+def test_qnnpack_pooling_matches_cpu(rng):
+    """torch's engine-qnnpack paths on the device: QNNPACK's average pooling
+    (float32 requantization, exact ties at 2x2 windows), its adaptive form, and
+    dilated max pooling with edge-clamped padding taps."""
+    x = qtensor(rng, (2, 3, 7, 6), qops.quint8, 131)
+    xg = x.to("cuda")
+    for args in (((2, 2), (2, 2), 0), ((3, 2), (1, 2), (1, 1)), ((5, 3), 2, (2, 1))):
+        same(QF.avg_pool2d(xg, *args, numerics="qnnpack"), QF.avg_pool2d(x, *args, numerics="qnnpack"))
+    same(QF.adaptive_avg_pool2d(xg, (7, 3), numerics="qnnpack"),
+         QF.adaptive_avg_pool2d(x, (7, 3), numerics="qnnpack"))
+    same(QF.max_pool2d(xg, 3, 1, 1, 2, numerics="qnnpack"), QF.max_pool2d(x, 3, 1, 1, 2, numerics="qnnpack"))
