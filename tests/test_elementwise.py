@@ -180,6 +180,39 @@ def test_add_mul_of_two_channels_last_inputs(rng, dtype):
                 check_same(r, t)
 
 
+def test_add_mul_of_mixed_layouts(rng):
+    """A channels-last input with a contiguous one, of the same shape (every
+    element on torch's scalar lambda, the output in the first input's format)
+    or broadcast against each other; the channels-last input first, second or
+    both; channel counts around the 64-lane vectors; short-decimal scales, whose
+    exact ties tell torch's vector and scalar lambdas apart."""
+    compared = 0
+    for it in range(40):
+        dtype = (qops.quint8, qops.qint8)[it % 2]
+        n, c, h, w = int(rng.integers(1, 3)), int(rng.choice([2, 7, 63, 64, 65, 130])), \
+            int(rng.integers(1, 7)), int(rng.integers(1, 7))
+        sa = (n, c, h, w)
+        sb = sa if it % 3 else tuple(1 if m else d for m, d in zip(rng.integers(0, 2, 4), sa))
+        if it % 4 == 1:
+            sa, sb = sb, sa
+        _, z = qparams(rng, dtype)
+        s = rng.choice([0.01, 0.02, 0.03, 0.04, 0.05, 0.1], 3)  # short decimals: many exact ties
+        a, b = rand_q(rng, sa, dtype, s[0], z[0]), rand_q(rng, sb, dtype, s[1], z[1])
+        which = it % 3
+        if which in (0, 2):
+            a = a.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+        if which in (1, 2) and b.ndim == 4:
+            b = b.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+        for op in ("add", "add_relu", "mul"):
+            r = getattr(F, op)(a, b, s[2], int(z[2]))
+            t = getattr(torch.ops.quantized, op)(to_torch(a), to_torch(b), float(s[2]), int(z[2]))
+            np.testing.assert_array_equal(r.int_repr(), t.int_repr().numpy(), err_msg=f"{op} {sa} {sb} {which}")
+            strides = [v // r.int_repr().itemsize for v in r._data.strides]
+            assert all(x == y for x, y, k in zip(strides, t.stride(), t.shape) if k > 1), (strides, t.stride())
+            compared += t.numel()
+    assert compared > 50_000
+
+
 @pytest.mark.parametrize("layout", ["transposed", "one_transposed", "sliced_rows", "row_broadcast",
                                     "a_broadcast", "scalar_broadcast", "column_broadcast",
                                     "middle_broadcast", "size_one_dims", "trailing_broadcast",
@@ -598,9 +631,6 @@ def test_errors():
         F.softmax(a, 1, 0.1, 0)
     cl = qt(np.zeros((2, 3, 4, 5), np.uint8).transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2),
             qops.quint8, 0.1, 0)
-    mixed = qt(np.zeros((2, 3, 4, 5), np.uint8), qops.quint8, 0.1, 0)
-    with pytest.raises(NotImplementedError, match="channels-last"):
-        F.add(cl, mixed, 0.1, 0)
     assert F.add(cl, cl, 0.1, 0, numerics="reference").shape == (2, 3, 4, 5)
     empty = qt(np.zeros((0, 3), np.uint8), qops.quint8, 0.1, 0)
     assert F.add(empty, empty, 0.1, 0).shape == (0, 3)
