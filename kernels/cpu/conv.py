@@ -279,6 +279,30 @@ def _transpose_8x8(src, b, stride, out64, o, ow, f):
     out64[o + _U64(7) * w] = r7 ^ f
 
 
+#: Output rows per tile of the planes-first transpose: each 8-channel group
+#: reads ``_TILE`` consecutive rows of its planes (contiguous bytes) before
+#: the next group, instead of one row of 64 planes at a time.  16M bytes
+#: (2 x 64 x 51 x 51 x 50), one thread: 8.3 ms row by row, 3.1 ms in tiles
+#: of 8 or 16 rows.
+_TILE = 16
+
+
+@njit(**CPU_INLINE)
+def _interior(r, n_, d_, h_, w_, c_, pd, ph, pw):
+    """Output row ``r``: whether it holds input pixels, the offset of its
+    first input pixel (``ob``, after the left padding) and of channel 0,
+    pixel 0 of its input row in the planes-first source (``sb``)."""
+    dp, hp, wp = d_ + 2 * pd, h_ + 2 * ph, w_ + 2 * pw
+    y = r % hp
+    q = r // hp
+    z = q % dp
+    n = q // dp
+    inside = not (z < pd or z >= pd + d_ or y < ph or y >= ph + h_)
+    ob = _U64(r * wp * c_ + pw * c_)
+    sb = _U64((n * c_ * d_ + z - pd) * h_ * w_ + (y - ph) * w_) if inside else _U64(0)
+    return inside, ob, sb
+
+
 @njit(**CPU)
 def _pad_rows(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, r0, r1):
     """Rows ``r0 : r1`` (of ``N * Dp * Hp``) of :func:`pad_channels_last`."""
@@ -287,43 +311,45 @@ def _pad_rows(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, r0, r1):
     zb = np.uint8(zx)
     fb = np.uint8(flip)
     f64 = _U64(flip) * _U64(0x0101010101010101)
-    blocks = c_ % 8 == 0
-    out64 = of.view(np.uint64) if blocks else np.empty(0, np.uint64)
+    blocks = c_ % 8 == 0 and w_ >= 8 and not cl
+    out64 = of.view(np.uint64) if c_ % 8 == 0 else np.empty(0, np.uint64)
     hw = d_ * h_ * w_
-    for r in range(r0, r1):
-        y = r % hp
-        q = r // hp
-        z = q % dp
-        n = q // dp
-        ob = _U64(r * wp * c_)
-        if z < pd or z >= pd + d_ or y < ph or y >= ph + h_:
-            for i in range(_U64(0), _U64(wp * c_)):
-                of[ob + i] = zb
+    for t0 in range(r0, r1, _TILE):
+        t1 = min(r1, t0 + _TILE)
+        # the padding, and whatever the 8x8 blocks do not cover, row by row
+        for r in range(t0, t1):
+            inside, ob, sb = _interior(r, n_, d_, h_, w_, c_, pd, ph, pw)
+            if not inside:
+                for i in range(_U64(r * wp * c_), _U64((r + 1) * wp * c_)):
+                    of[i] = zb
+                continue
+            for i in range(_U64(0), _U64(pw * c_)):
+                of[ob - _U64(pw * c_) + i] = zb
+                of[ob + _U64(w_ * c_) + i] = zb
+            if cl:
+                q = r // hp
+                sbc = _U64((((q // dp * d_ + q % dp - pd) * h_ + r % hp - ph) * w_) * c_)
+                for i in range(_U64(0), _U64(w_ * c_)):
+                    of[ob + i] = src[sbc + i] ^ fb
+            elif not blocks:
+                for c in range(_U64(0), _U64(c_)):
+                    for i in range(_U64(0), _U64(w_)):
+                        of[ob + i * _U64(c_) + c] = src[sb + c * _U64(hw) + i] ^ fb
+        if not blocks:
             continue
-        for i in range(_U64(0), _U64(pw * c_)):
-            of[ob + i] = zb
-            of[ob + _U64((pw + w_) * c_) + i] = zb
-        ob += _U64(pw * c_)
-        if cl:
-            sb = _U64((((n * d_ + z - pd) * h_ + y - ph) * w_) * c_)
-            for i in range(_U64(0), _U64(w_ * c_)):
-                of[ob + i] = src[sb + i] ^ fb
-            continue
-        sb = _U64((n * c_ * d_ + z - pd) * h_ * w_ + (y - ph) * w_)  # channel 0, pixel 0
-        i0 = 0
-        if blocks and w_ >= 8:
-            # 8-pixel blocks, the last one overlapping its neighbour when W is
-            # not a multiple of 8 (a copy: writing bytes twice is harmless)
-            cw = c_ // 8
-            i0 = w_
-            for c0 in range(0, c_, 8):
+        # 8-pixel blocks of 8 channels, the last one overlapping its
+        # neighbour when W is not a multiple of 8 (a copy: writing bytes
+        # twice is harmless); one 8-channel group over the tile's rows at a time
+        cw = c_ // 8
+        for c0 in range(0, c_, 8):
+            for r in range(t0, t1):
+                inside, ob, sb = _interior(r, n_, d_, h_, w_, c_, pd, ph, pw)
+                if not inside:
+                    continue
                 for k in range((w_ + 7) // 8):
                     i = min(8 * k, w_ - 8)
                     _transpose_8x8(src, sb + _U64(c0 * hw + i), hw, out64,
                                    (ob + _U64(i * c_ + c0)) // _U64(8), cw, f64)
-        for c in range(_U64(0), _U64(c_)):
-            for i in range(_U64(i0), _U64(w_)):
-                of[ob + i * _U64(c_) + c] = src[sb + c * _U64(hw) + i] ^ fb
 
 
 @njit(**CPU_PARALLEL)
@@ -338,8 +364,9 @@ def pad_channels_last(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out):
     zero point).
     """
     rows = n_ * (d_ + 2 * pd) * (h_ + 2 * ph)
-    for r in prange(rows):
-        _pad_rows(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, r, r + 1)
+    for t in prange((rows + _TILE - 1) // _TILE):
+        _pad_rows(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, t * _TILE,
+                  min(rows, (t + 1) * _TILE))
 
 
 @njit(**CPU)
