@@ -62,18 +62,21 @@ _erf64 = np.vectorize(math.erf, otypes=[np.float64])
 
 
 # ------------------------------------------------------------------ checks
-def _check_input(x, op):
+def _check_input(x, op, qint32_ok=False):
+    """A per-tensor quint8 / qint8 QTensor (also qint32 for the integer
+    selections, ``qint32_ok``: relu, relu6, hardtanh, clamp)."""
     if not isinstance(x, QTensor):
         raise TypeError(
             f"{op} expects a quantized input (a QTensor), got {type(x).__name__}; "
             "quantize it first with qops.quantize_per_tensor"
         )
-    if x._dtype is qint32:
+    if x._dtype is qint32 and not qint32_ok:
         raise NotImplementedError(
-            f"{op}: qint32 inputs are not supported (qops's activation kernels take 8-bit "
-            "inputs); requantize to quint8 or qint8 with qops.requantize"
+            f"{op}: qint32 inputs are not supported (torch 2.13 takes them, through float "
+            "arithmetic qops does not reproduce for 32-bit integers; relu, relu6, hardtanh and "
+            "clamp do take qint32); requantize to quint8 or qint8 with qops.requantize"
         )
-    if x._dtype not in (quint8, qint8):
+    if x._dtype not in (quint8, qint8, qint32):
         raise TypeError(f"{op} expects a quint8 or qint8 input, got {x.dtype.name}")
     if x._axis is not None or x._qscheme not in (per_tensor_affine, per_tensor_symmetric):
         raise ValueError(
@@ -365,7 +368,7 @@ def relu(input, *, numerics=None) -> QTensor:
     Parameters
     ----------
     input : QTensor
-        Per-tensor quint8 or qint8, any shape and strides, CPU or CUDA.
+        Per-tensor quint8, qint8 or qint32, any shape and strides, CPU or CUDA.
     numerics : str, optional
         Every profile gives the same result (a pure integer selection).
 
@@ -377,8 +380,6 @@ def relu(input, *, numerics=None) -> QTensor:
     ------
     TypeError
         A non-QTensor input.
-    NotImplementedError
-        A qint32 input.
 
     Examples
     --------
@@ -387,7 +388,7 @@ def relu(input, *, numerics=None) -> QTensor:
     >>> qops.functional.relu(q).int_repr()
     array([3, 4, 7], dtype=uint8)
     """
-    x = _check_input(input, "relu")
+    x = _check_input(input, "relu", qint32_ok=True)
     _profile(numerics, "relu", selection=True)
     return _clamp_run(x, x._zero_point, x._dtype.qmax)
 
@@ -399,6 +400,12 @@ def _clamp_impl(x, mn, mx, profile):
         a = lo if mn is None else _q_scalar1(mn, s, z, lo, hi)
         b = hi if mx is None else _q_scalar1(mx, s, z, lo, hi)
         # max(q, a) then min(., b): a > b gives b everywhere, as torch
+        return _clamp_run(x, min(a, b), b)
+    if x._dtype is qint32:
+        # too many levels for tables; clamping the exact value and rounding
+        # once is clamping the integers to the exactly rounded bounds
+        a = lo if mn is None else int(_ref_round([mn], s, z, lo, hi)[0])
+        b = hi if mx is None else int(_ref_round([mx], s, z, lo, hi)[0])
         return _clamp_run(x, min(a, b), b)
 
     def reference(q, lo, hi):
@@ -423,7 +430,7 @@ def relu6(input, *, numerics=None) -> QTensor:
     Parameters
     ----------
     input : QTensor
-        Per-tensor quint8 or qint8.
+        Per-tensor quint8, qint8 or qint32.
     numerics : str, optional
         fbgemm, qnnpack, onednn (identical) or reference.
 
@@ -431,7 +438,7 @@ def relu6(input, *, numerics=None) -> QTensor:
     -------
     QTensor
     """
-    x = _check_input(input, "relu6")
+    x = _check_input(input, "relu6", qint32_ok=True)
     p = _profile(numerics, "relu6")
     return _clamp_impl(x, 0.0, 6.0, p)
 
@@ -445,7 +452,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, *, numerics=None) -> QTensor:
     Parameters
     ----------
     input : QTensor
-        Per-tensor quint8 or qint8.
+        Per-tensor quint8, qint8 or qint32.
     min_val, max_val : float
         ``min_val <= max_val``.
     numerics : str, optional
@@ -460,7 +467,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, *, numerics=None) -> QTensor:
     ValueError
         ``min_val > max_val`` or NaN bounds.
     """
-    x = _check_input(input, "hardtanh")
+    x = _check_input(input, "hardtanh", qint32_ok=True)
     p = _profile(numerics, "hardtanh")
     mn = _real(min_val, "min_val", "hardtanh", allow_inf=True)
     mx = _real(max_val, "max_val", "hardtanh", allow_inf=True)
@@ -479,7 +486,7 @@ def clamp(input, min_, max_, *, numerics=None) -> QTensor:
     Parameters
     ----------
     input : QTensor
-        Per-tensor quint8 or qint8.
+        Per-tensor quint8, qint8 or qint32.
     min_, max_ : float or None
     numerics : str, optional
         fbgemm, qnnpack, onednn (identical) or reference.
@@ -488,7 +495,7 @@ def clamp(input, min_, max_, *, numerics=None) -> QTensor:
     -------
     QTensor
     """
-    x = _check_input(input, "clamp")
+    x = _check_input(input, "clamp", qint32_ok=True)
     p = _profile(numerics, "clamp")
     if min_ is None and max_ is None:
         raise ValueError("clamp: at least one of min_ and max_ must be given")

@@ -279,6 +279,51 @@ def test_prelu_reference():
     np.testing.assert_array_equal(y.int_repr(), [[0, 20, 40, 60]])
 
 
+def test_qint32_selections_match_torch(rng):
+    """relu, relu6, hardtanh and clamp on qint32 (torch clamps the integers to
+    bounds quantized with ``quantize_val``): random int32 data over the whole
+    range and near zero, scales 1e-6 to 10, zero points up to +-2**31, bounds
+    past the int32 range, crossed bounds, a channels-last view."""
+    compared = 0
+    for it in range(60):
+        shape = tuple(int(v) for v in rng.integers(1, 9, 4 if it % 5 == 0 else int(rng.integers(1, 4))))
+        s = float(10 ** rng.uniform(-6, 1))
+        z = int(rng.integers(-2**31, 2**31)) if it % 3 == 0 else int(rng.integers(-1000, 1000))
+        ints = (rng.integers(-2**31, 2**31, shape, dtype=np.int64) if it % 2
+                else rng.integers(-5000, 5000, shape)).astype(np.int32)
+        q = qops.make_per_tensor_qtensor(ints, s, z, qops.qint32)
+        t = torch._make_per_tensor_quantized_tensor(torch.from_numpy(ints), s, z)
+        if len(shape) == 4:
+            q = q.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+            t = t.contiguous(memory_format=torch.channels_last)
+        mn, mx = sorted(float(v) for v in rng.normal(0, 10 ** rng.uniform(-3, 12), 2))
+        for got, want in ((F.relu(q), torch.relu(t)), (F.relu6(q), torch.ops.quantized.relu6(t)),
+                          (F.hardtanh(q, mn, mx), qF.hardtanh(t, mn, mx)),
+                          (F.clamp(q, mn, mx), qF.clamp(t, mn, mx)), (F.clamp(q, mx, mn), qF.clamp(t, mx, mn)),
+                          (F.clamp(q, None, mx), qF.clamp(t, None, mx))):
+            np.testing.assert_array_equal(got.int_repr(), want.int_repr().numpy())
+            assert got.int_repr().dtype == np.int32
+            assert (got.q_scale(), got.q_zero_point()) == (want.q_scale(), want.q_zero_point())
+            compared += want.numel()
+    assert compared > 10_000
+
+
+def test_qint32_selections_reference():
+    """The reference profile clamps the exact value and rounds once: the
+    integers clamped to the exactly rounded bounds."""
+    from fractions import Fraction
+
+    ints = np.int32([-2**31, -70001, -3, 0, 5, 49999, 50001, 2**31 - 1])
+    q = qops.make_per_tensor_qtensor(ints, 2e-5, -7, qops.qint32)
+    got = F.hardtanh(q, -1.4, 1.0, numerics="reference").int_repr()
+    want = []
+    for v in ints.tolist():
+        x = (v + 7) * Fraction(2e-5)
+        y = min(max(x, Fraction(-1.4)), Fraction(1.0))
+        want.append(round(y / Fraction(2e-5)) - 7)
+    np.testing.assert_array_equal(got, np.int32(want))
+
+
 def test_errors():
     x = qops.make_per_tensor_qtensor(np.uint8([1, 2, 3]), 0.1, 2, qops.quint8)
     with pytest.raises(TypeError, match="quantize it first"):
@@ -306,8 +351,10 @@ def test_errors():
     with pytest.raises(ValueError, match="finite"):
         F.threshold(x, 0.5, float("nan"))
     q32 = qops.make_per_tensor_qtensor(np.int32([1, 2]), 0.1, 0, qops.qint32)
-    with pytest.raises(NotImplementedError, match="qint32"):
-        F.relu(q32)
+    for op in (F.tanh, F.sigmoid, F.hardsigmoid, lambda t: F.threshold(t, 0.1, 0.2),
+               lambda t: F.leaky_relu(t, 0.1), lambda t: F.hardswish(t, 0.1, 0)):
+        with pytest.raises(NotImplementedError, match="qint32"):
+            op(q32)
     pc = qops.quantize_per_channel(np.zeros((2, 3), np.float32), [0.1, 0.2], [0, 0], 0, qops.quint8)
     with pytest.raises(ValueError, match="per-tensor"):
         F.tanh(pc)

@@ -69,3 +69,16 @@ def test_empty_and_strided():
     strided = QTensor._per_tensor(cuda.to_device(np.zeros((4, 6), np.uint8))[:, ::2], qops.quint8, 0.1, 0)
     with pytest.raises(NotImplementedError, match="contiguous"):
         F.tanh(strided)
+
+
+def test_qint32_selections_match_cpu(small_blocks):
+    """relu, relu6, hardtanh and clamp on qint32 device arrays."""
+    from numba import cuda
+
+    raw = np.random.default_rng(2).integers(-2**31, 2**31, 3 * 32 * 4 + 5, dtype=np.int64).astype(np.int32)
+    xc = qops.make_per_tensor_qtensor(raw, 1e-6, -12345, qops.qint32)
+    xg = qops.make_per_tensor_qtensor(cuda.to_device(raw), 1e-6, -12345, qops.qint32)
+    for op in (F.relu, F.relu6, lambda x: F.hardtanh(x, -900.0, 1234.5), lambda x: F.clamp(x, None, 3.0),
+               lambda x: F.clamp(x, -5.0, 7.0, numerics="reference")):
+        got, want = op(xg), op(xc)
+        np.testing.assert_array_equal(got.int_repr().copy_to_host(), want.int_repr())
