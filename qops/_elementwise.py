@@ -324,7 +324,7 @@ def _lookup(kind, relu, dtype, params, a_buf, b_buf, out_buf, ra, rb, ro, n0, in
                   out_buf.view(u), ra, rb, ro, n0, inner[1], inner[2], inner[0], nv)
 
 
-def _binary_scalar(kind, relu, a, b, so, zo, dtype, op):
+def _binary_scalar(kind, relu, a, b, so, zo, dtype):
     """Equal shapes, one input channels-last and the other contiguous: torch's
     iterator follows the first input's memory format, along which the other
     input is strided, so every element takes the scalar lambda (measured: 0
@@ -402,7 +402,7 @@ def _binary(kind, relu, a, b, scale, zero_point, numerics, op):
     if (device == "cpu" and profile != "reference" and ad.shape == bd.shape
             and ((_channels_last_view(ad) and bd.flags.c_contiguous)
                  or (ad.flags.c_contiguous and _channels_last_view(bd)))):
-        return _binary_scalar(kind, relu, a, b, so, zo, dtype, op)
+        return _binary_scalar(kind, relu, a, b, so, zo, dtype)
     if device == "cpu" and ad.shape == bd.shape:
         # equal shapes: torch 2.13 runs one flat loop in the output's memory
         # order (measured), as if both inputs were laid out like the output
@@ -953,11 +953,11 @@ def _torch_threads(op, torch_threads):
 def _sgemm_plan(ndim, nb, m, k, n, threads):
     """How torch's ``at::matmul`` computes each matrix: ``(rows, naive)``.
 
-    A single matrix (2-D inputs, or one batch) goes to MKL's sgemm, which
-    gives each of ``threads`` threads a share of rows, a multiple of 4.
-    Batches go through ``bmm``: torch's own loop (``naive``) below 400
-    multiply-adds per matrix and for a single column, otherwise one sgemm
-    per matrix, each on one thread."""
+    2-D inputs go to MKL's sgemm, which gives each of ``threads`` threads a
+    share of rows, a multiple of 4.  Inputs of rank 3 and more go through
+    ``bmm``: torch's own loop (``naive``) below 400 multiply-adds per matrix,
+    or for a single column with more than one matrix; otherwise one matrix
+    runs as in 2-D and several run one sgemm each, on one thread."""
     if ndim > 2 and (m * n * k < 400 or (nb > 1 and n == 1)):
         return m, True
     if nb > 1:

@@ -290,8 +290,9 @@ _TILE = 16
 @njit(**CPU_INLINE)
 def _interior(r, n_, d_, h_, w_, c_, pd, ph, pw):
     """Output row ``r``: whether it holds input pixels, the offset of its
-    first input pixel (``ob``, after the left padding) and of channel 0,
-    pixel 0 of its input row in the planes-first source (``sb``)."""
+    first input pixel (``ob``, after the left padding) and the offset of its
+    input row's first byte, in the planes-first source (``sb``: channel 0,
+    pixel 0) or, with ``cl``, the channels-last one (``sbc``)."""
     dp, hp, wp = d_ + 2 * pd, h_ + 2 * ph, w_ + 2 * pw
     y = r % hp
     q = r // hp
@@ -299,14 +300,17 @@ def _interior(r, n_, d_, h_, w_, c_, pd, ph, pw):
     n = q // dp
     inside = not (z < pd or z >= pd + d_ or y < ph or y >= ph + h_)
     ob = _U64(r * wp * c_ + pw * c_)
-    sb = _U64((n * c_ * d_ + z - pd) * h_ * w_ + (y - ph) * w_) if inside else _U64(0)
-    return inside, ob, sb
+    if not inside:
+        return False, ob, _U64(0), _U64(0)
+    sb = _U64((n * c_ * d_ + z - pd) * h_ * w_ + (y - ph) * w_)
+    sbc = _U64((((n * d_ + z - pd) * h_ + y - ph) * w_) * c_)
+    return True, ob, sb, sbc
 
 
 @njit(**CPU)
 def _pad_rows(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, r0, r1):
     """Rows ``r0 : r1`` (of ``N * Dp * Hp``) of :func:`pad_channels_last`."""
-    dp, hp, wp = d_ + 2 * pd, h_ + 2 * ph, w_ + 2 * pw
+    wp = w_ + 2 * pw
     of = out.reshape(out.size)
     zb = np.uint8(zx)
     fb = np.uint8(flip)
@@ -318,7 +322,7 @@ def _pad_rows(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, r0, r1):
         t1 = min(r1, t0 + _TILE)
         # the padding, and whatever the 8x8 blocks do not cover, row by row
         for r in range(t0, t1):
-            inside, ob, sb = _interior(r, n_, d_, h_, w_, c_, pd, ph, pw)
+            inside, ob, sb, sbc = _interior(r, n_, d_, h_, w_, c_, pd, ph, pw)
             if not inside:
                 for i in range(_U64(r * wp * c_), _U64((r + 1) * wp * c_)):
                     of[i] = zb
@@ -327,8 +331,6 @@ def _pad_rows(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, r0, r1):
                 of[ob - _U64(pw * c_) + i] = zb
                 of[ob + _U64(w_ * c_) + i] = zb
             if cl:
-                q = r // hp
-                sbc = _U64((((q // dp * d_ + q % dp - pd) * h_ + r % hp - ph) * w_) * c_)
                 for i in range(_U64(0), _U64(w_ * c_)):
                     of[ob + i] = src[sbc + i] ^ fb
             elif not blocks:
@@ -343,7 +345,7 @@ def _pad_rows(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, r0, r1):
         cw = c_ // 8
         for c0 in range(0, c_, 8):
             for r in range(t0, t1):
-                inside, ob, sb = _interior(r, n_, d_, h_, w_, c_, pd, ph, pw)
+                inside, ob, sb, _ = _interior(r, n_, d_, h_, w_, c_, pd, ph, pw)
                 if not inside:
                     continue
                 for k in range((w_ + 7) // 8):
