@@ -2,8 +2,10 @@
 
 Each case is every input byte on both of torch's paths: a contiguous run of
 319 elements whose first 256 (vectorised in torch) are the bytes 0..255 and
-whose last 63 (torch's scalar tail) spread over the range.  Peers: torch 2.13
-with the engine named like the profile.
+whose last 63 (torch's scalar tail) spread over the range.  relu, relu6,
+hardtanh and clamp also run qint32 cases: int32 values over the whole range
+and near the zero point.  Peers: torch 2.13 with the engine named like the
+profile.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import numpy as np
 
 from . import _activation as A
 from ._ops import make_per_tensor_qtensor
-from .dtypes import qint8, quint8
+from .dtypes import qint8, qint32, quint8
 from .report import Case, Sweep, register
 
 _TORCH = ("fbgemm", "qnnpack", "onednn")
 _DTYPES = {"quint8": quint8, "qint8": qint8}
+#: the integer selections that take qint32 too
+_INT32_OPS = ("relu", "relu6", "hardtanh", "clamp")
 
 
 def _bytes(dtype):
@@ -33,6 +37,19 @@ def _cases(data):
             ints = _bytes(dtype)
             out.append(Case(f"{name} s={s} zp={z}", {"ints": ints, "s": s, "z": z, "dtype": name},
                             inputs=ints))
+    return out
+
+
+def _cases_int32(data):
+    """:func:`_cases` and qint32 inputs: 512 int32 values spread over the whole
+    range and 512 near the zero point, under a fine and a coarse scale."""
+    out = _cases(data)
+    rng = np.random.default_rng(11)
+    for s, z in [(1e-5, -70001), (0.37, 2**30)][: 1 if data.quick else 2]:
+        ints = np.concatenate([rng.integers(-2**31, 2**31, 512, dtype=np.int64),
+                               z + rng.integers(-3000, 3000, 512)]).clip(-2**31, 2**31 - 1).astype(np.int32)
+        out.append(Case(f"qint32 s={s} zp={z}", {"ints": ints, "s": s, "z": z, "dtype": "qint32"},
+                        inputs=ints))
     return out
 
 
@@ -75,7 +92,7 @@ def _leaky(torch, xt, slope, so, zo):
 
 def _qx(case):
     a = case.args
-    return make_per_tensor_qtensor(a["ints"], a["s"], a["z"], _DTYPES[a["dtype"]])
+    return make_per_tensor_qtensor(a["ints"], a["s"], a["z"], {**_DTYPES, "qint32": qint32}[a["dtype"]])
 
 
 def _register(name, ours, theirs):
@@ -95,7 +112,7 @@ def _register(name, ours, theirs):
         profiles = ("fbgemm", "qnnpack", "onednn", "onnxruntime", "tflite", "tflite_single", "reference")
     register(Sweep(
         name=name,
-        cases=_cases,
+        cases=_cases_int32 if name in _INT32_OPS else _cases,
         run=run,
         peers={"torch": torch_call},
         profiles=profiles,
