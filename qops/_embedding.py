@@ -19,7 +19,7 @@ import numpy as np
 from . import _dispatch
 from ._device import device_of, is_cuda_array
 from .dtypes import per_channel_affine_float_qparams, quint2x4, quint4x2, quint8
-from .kernels.cpu._avx512 import MINMAX_BLOCK, avx512_available
+from .kernels.cpu._avx512 import MINMAX_BLOCK, avx512bw_available
 from .numerics import resolve_numerics
 from .qtensor import QTensor
 
@@ -107,7 +107,7 @@ def _fbgemm_prepack(x, bits, op, numerics):
         raise ValueError(f"{op}: embedding_dim must be at least 1")
     out = np.empty((R, _row_bytes(C, bits)), dtype=np.uint8)  # the kernel writes every byte
     if R:
-        fast = C >= MINMAX_BLOCK and avx512_available()
+        fast = C >= MINMAX_BLOCK and avx512bw_available()
         _dispatch.run("embedding.prepack_rows_fast" if fast else "embedding.prepack_rows", "cpu",
                       rows, bits, out)
     return out.reshape(lead + (out.shape[1],))

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.filterwarnings(f"ignore:{peer.DEPRECATION_MESSAGE}:User
 
 tq = torch.ops.quantized
 NAME = {8: "byte", 4: "4bit", 2: "2bit"}
-DIMS = (1, 2, 3, 4, 7, 8, 15, 16, 17, 24, 31, 32, 33, 64, 100)
+DIMS = (1, 2, 3, 4, 7, 8, 15, 16, 17, 24, 31, 32, 33, 64, 100, 130)
 
 
 def bits_eq(a, b):
@@ -84,6 +84,39 @@ def test_prepack_batched_and_empty(rng):
     want = tq.embedding_bag_4bit_prepack(torch.from_numpy(x.reshape(15, 16))).numpy()
     np.testing.assert_array_equal(F.embedding_bag_4bit_prepack(x), want.reshape(3, 5, 12))
     assert F.embedding_bag_byte_prepack(np.zeros((0, 4), np.float32)).shape == (0, 12)
+
+
+def test_hardware_float16_rounding_matches_the_bitwise_one():
+    """The AVX-512 prepack rounds scales and biases to float16 with the
+    hardware conversion; it must give the bit-level rounding's bits for every
+    non-NaN float32.  Checked on one bit pattern in 251 and on every pattern
+    within 64 units of each float16 rounding boundary of the normal and
+    subnormal range."""
+    from numba import njit
+
+    from qops.kernels.cpu._avx512 import avx512bw_available
+    from qops.kernels.cpu.embedding import _f16_bits, _f16_bits_fast
+
+    if not avx512bw_available():
+        pytest.skip("the hardware conversion runs on AVX-512 hosts only")
+
+    @njit
+    def mismatches(u):
+        bad = 0
+        for i in range(u.size):
+            f = u[i:i + 1].view(np.float32)[0]
+            bad += _f16_bits_fast(f) != _f16_bits(f)
+        return bad
+
+    every = np.arange(0, 2**32, 251, dtype=np.uint64).astype(np.uint32)
+    # float16 halfway points: the 13 dropped mantissa bits are 0x1000
+    mant = np.arange(1024, dtype=np.uint32) << np.uint32(13)
+    exps = np.arange(100, 144, dtype=np.uint32) << np.uint32(23)  # up to overflow at 2**16
+    ties = (exps[:, None] | mant[None, :] | np.uint32(0x1000)).reshape(-1)
+    near = (ties[:, None] + np.arange(-64, 65, dtype=np.int64)[None, :]).reshape(-1).astype(np.uint32)
+    u = np.concatenate([every, near, near | np.uint32(0x80000000)])
+    assert u.size > 17_000_000
+    assert mismatches(u) == 0
 
 
 def test_prepack_of_qtensor_matches_torch(rng):

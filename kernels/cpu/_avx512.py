@@ -10,12 +10,15 @@
   byte permutation within every 64-byte block (channel shuffle of a
   channels-last tensor whose channel count divides 64).
 * :func:`minmax64` (AVX512F): ``vminps`` / ``vmaxps`` over float32 data on
-  four pairs of accumulators, with a flag for NaN.  ``vminps`` is not
+  four pairs of accumulators, folded in registers, with a flag for NaN.  ``vminps`` is not
   ``llvm.minimum`` (it returns its second operand for NaN and for two zeros),
   so the caller uses the result only when no NaN was seen and neither result
   is zero; otherwise it recomputes with the exact loop.  LLVM's own
   vectorisation of ``llvm.minimum`` costs several instructions per vector
   and runs at about half of memory speed.
+* :func:`rowq64` (AVX512F + BW): fbgemm's rowwise prepack of whole 64-float
+  blocks, ``(x - min) * inv`` through ``vcvtps2dq`` and the saturating packs,
+  8-bit bytes or 4-bit nibble pairs.
 * :func:`maxtaps64` / :func:`sumtaps64` (AVX512F + BW): channels-last
   pooling windows 64 channels at a time, the running maximum (bytes) or sum
   (int32 lanes) held in registers across the window's taps.  Numba's loop
@@ -48,7 +51,7 @@ from numba import types
 from numba.extending import intrinsic
 
 __all__ = ["vbmi_available", "avx512_available", "avx512bw_available", "lut64", "permute64",
-           "minmax64", "qadd64", "qmul64", "qprelu64", "maxtaps64", "sumtaps64", "colsums64",
+           "minmax64", "rowq64", "qadd64", "qmul64", "qprelu64", "maxtaps64", "sumtaps64", "colsums64",
            "affine64"]
 
 _I1 = ir.IntType(1)
@@ -105,7 +108,7 @@ def avx512_available() -> bool:
 
 
 def avx512bw_available() -> bool:
-    """True when :func:`qadd64`, :func:`qmul64`, :func:`qprelu64`,
+    """True when :func:`rowq64`, :func:`qadd64`, :func:`qmul64`, :func:`qprelu64`,
     :func:`maxtaps64`, :func:`sumtaps64`, :func:`colsums64` and
     :func:`affine64` will run (AVX512F and BW on the host,
     ``QOPS_DISABLE_AVX512`` unset)."""
@@ -268,27 +271,91 @@ def _minmax64_codegen(context, builder, sig, args):
                              builder.call(vmin, [mins[2], mins[3], cur]), cur])
     mx = builder.call(vmax, [builder.call(vmax, [maxs[0], maxs[1], cur]),
                              builder.call(vmax, [maxs[2], maxs[3], cur]), cur])
+    # fold the 16 lanes in registers: the upper half onto the lower, four times
+    undef = ir.Constant(_VF, ir.Undefined)
+    for half in (8, 4, 2, 1):
+        idx = ir.Constant(ir.VectorType(_I32, 16), [half + k % half for k in range(16)])
+        mn = builder.call(vmin, [mn, builder.shuffle_vector(mn, undef, idx), cur])
+        mx = builder.call(vmax, [mx, builder.shuffle_vector(mx, undef, idx), cur])
+    zero = ir.Constant(_I32, 0)
     nan = builder.or_(builder.or_(nans[0], nans[1]), builder.or_(nans[2], nans[3]))
-    builder.store(mn, builder.bitcast(po, vptr), align=4)
-    builder.store(mx, builder.bitcast(builder.gep(po, [ir.Constant(_I64, 16)]), vptr), align=4)
+    builder.store(builder.extract_element(mn, zero), po)
+    builder.store(builder.extract_element(mx, zero), builder.gep(po, [ir.Constant(_I64, 1)]))
     flag = builder.uitofp(builder.bitcast(nan, ir.IntType(16)), _F32)
-    builder.store(flag, builder.gep(po, [ir.Constant(_I64, 32)]))
+    builder.store(flag, builder.gep(po, [ir.Constant(_I64, 2)]))
     return context.get_dummy_value()
 
 
 @intrinsic
 def minmax64(typingctx, x, x_off, nblk, out):
-    """Lane-wise ``vminps`` / ``vmaxps`` of ``x[x_off : x_off + 64 * nblk]``.
+    """``vminps`` / ``vmaxps`` of ``x[x_off : x_off + 64 * nblk]``.
 
-    ``out`` (33 float32) receives 16 minima, 16 maxima and, last, a value
-    that is non-zero when any element was NaN.  The lanes are exact minima and
-    maxima unless a NaN or a zero of either sign took part (see the module
-    docstring); ``x`` is a contiguous float32 array, offsets count elements.
+    ``out`` (3 float32) receives the minimum, the maximum and a value that is
+    non-zero when any element was NaN.  Sixteen lanes of four accumulator
+    pairs each take every 64th element; the lanes are then folded in
+    registers (a tree).  The results are exact minima and maxima unless a
+    NaN or a zero of either sign took part (see the module docstring), so the
+    order of the folds does not matter; ``x`` is a contiguous float32 array,
+    offsets count elements.
     """
     for a in (x, out):
         if not (isinstance(a, types.Array) and a.dtype == types.float32 and a.layout == "C"):
             return None
     return types.void(x, types.intp, types.intp, out), _minmax64_codegen
+
+
+def _rowq64_codegen(context, builder, sig, args):
+    x_arr, x_off, o_arr, o_off, nblk, m, s, bits = args
+    px = builder.gep(context.make_array(sig.args[0])(context, builder, x_arr).data, [x_off])
+    po = builder.gep(context.make_array(sig.args[2])(context, builder, o_arr).data, [o_off])
+    mv, sv = _splat(builder, m, _VF), _splat(builder, s, _VF)
+    vptr = _VF.as_pointer()
+    v32 = ir.VectorType(_I8, 32)
+
+    def quantize(b, i):
+        base = b.mul(i, ir.Constant(_I64, MINMAX_BLOCK))
+        v4 = []
+        for q in range(4):
+            v = b.load(b.bitcast(b.gep(px, [b.add(base, ir.Constant(_I64, 16 * q))]), vptr), align=4)
+            v4.append(_cvtps2dq(b, b.fmul(b.fsub(v, mv), sv)))
+        return base, _pack64(b, v4, False)
+
+    def one8(b, i):
+        base, x = quantize(b, i)
+        b.store(x, b.bitcast(b.gep(po, [base]), _V64.as_pointer()), align=1)
+
+    def one4(b, i):
+        base, x = quantize(b, i)
+        top = ir.Constant(_V64, [15] * 64)
+        x = b.select(b.icmp_unsigned("<", x, top), x, top)
+        w = b.bitcast(x, _VW)  # value 2k in the low byte of lane k, 2k+1 in the high
+        w = b.or_(w, b.lshr(w, ir.Constant(_VW, [4] * 32)))
+        dst = b.gep(po, [b.lshr(base, ir.Constant(_I64, 1))])
+        b.store(b.trunc(w, v32), b.bitcast(dst, v32.as_pointer()), align=1)
+
+    four = builder.icmp_unsigned("==", bits, ir.Constant(bits.type, 4))
+    with builder.if_else(four) as (then, otherwise):
+        with then:
+            _for(builder, nblk, "rowq64.4", one4)
+        with otherwise:
+            _for(builder, nblk, "rowq64.8", one8)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def rowq64(typingctx, x, x_off, out, o_off, nblk, m, s, bits):
+    """fbgemm's rowwise quantization of ``64 * nblk`` float32 values from
+    ``x[x_off]`` into bytes from ``out[o_off]``, as its AVX2 prepack treats
+    whole vectors: ``saturate_u8(cvtps2dq((x - m) * s))`` (a subtraction and
+    a product, no FMA; NaN gives 0).  ``bits == 4`` then clamps to 15 and
+    packs two values a byte, the first in the low half (``32 * nblk``
+    bytes); other ``bits`` store a byte each.  ``x``: contiguous float32;
+    ``out``: contiguous uint8; no bounds checks.
+    """
+    if not (_f32_c(x) and _u8_c(out)):
+        return None
+    f = types.float32
+    return types.void(x, types.intp, out, types.intp, types.intp, f, f, types.intp), _rowq64_codegen
 
 
 # ------------------------------------------------------------------ 8-bit add / mul

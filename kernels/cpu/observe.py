@@ -148,12 +148,9 @@ def _minmax_fast_span(x, lo, hi):
     mx = _F32_NINF
     nan = False
     if nblk > 0:
-        buf = np.empty(33, np.float32)
+        buf = np.empty(3, np.float32)
         minmax64(x, lo, nblk, buf)
-        nan = buf[32] != 0
-        for q in range(16):
-            mn = buf[q] if buf[q] < mn else mn
-            mx = buf[16 + q] if buf[16 + q] > mx else mx
+        mn, mx, nan = buf[0], buf[1], buf[2] != 0
     for i in range(np.uint64(lo + nblk * MINMAX_BLOCK), np.uint64(hi)):
         v = x[i]
         nan = nan or v != v
