@@ -19,6 +19,10 @@
 * :func:`rowq64` (AVX512F + BW): fbgemm's rowwise prepack of whole 64-float
   blocks, ``(x - min) * inv`` through ``vcvtps2dq`` and the saturating packs,
   8-bit bytes or 4-bit nibble pairs.
+* :func:`bagacc64`: fbgemm's embedding-bag accumulation, 64 columns of every
+  row of a bag with the sums in registers across the rows.  It is plain LLVM
+  vector code (``fma.v16f32``, no x86 intrinsic), so it runs on every host
+  and is not switched by ``QOPS_DISABLE_AVX512``.
 * :func:`maxtaps64` / :func:`sumtaps64` (AVX512F + BW): channels-last
   pooling windows 64 channels at a time, the running maximum (bytes) or sum
   (int32 lanes) held in registers across the window's taps.  Numba's loop
@@ -51,7 +55,7 @@ from numba import types
 from numba.extending import intrinsic
 
 __all__ = ["vbmi_available", "avx512_available", "avx512bw_available", "lut64", "permute64",
-           "minmax64", "rowq64", "qadd64", "qmul64", "qprelu64", "maxtaps64", "sumtaps64", "colsums64",
+           "minmax64", "rowq64", "bagacc64", "qadd64", "qmul64", "qprelu64", "maxtaps64", "sumtaps64", "colsums64",
            "affine64"]
 
 _I1 = ir.IntType(1)
@@ -356,6 +360,89 @@ def rowq64(typingctx, x, x_off, out, o_off, nblk, m, s, bits):
         return None
     f = types.float32
     return types.void(x, types.intp, out, types.intp, types.intp, f, f, types.intp), _rowq64_codegen
+
+
+def _bagacc64_codegen(context, builder, sig, args):
+    w_arr, W, r_arr, s_arr, b_arr, n, a_arr, lo_arr, hi_arr, nblk, bits = args
+    pw, pr, ps, pb, pa, plo, phi = (context.make_array(sig.args[k])(context, builder, args[k]).data
+                                    for k in (0, 2, 3, 4, 6, 7, 8))
+    fma = _intrinsic_fn(builder.module, "llvm.fma.v16f32", ir.FunctionType(_VF, [_VF, _VF, _VF]))
+    vptr = _VF.as_pointer()
+    b16 = _V16.as_pointer()
+
+    def rows(b, accs, col, step):
+        """Fold ``step(b, k, row_byte_offset, s, bias, accs)`` over the rows."""
+        def one(bb, k, acc):
+            off = bb.add(bb.mul(bb.load(bb.gep(pr, [k])), W), col)
+            s = _splat(bb, bb.load(bb.gep(ps, [k])), _VF)
+            bias = _splat(bb, bb.load(bb.gep(pb, [k])), _VF)
+            return step(bb, off, s, bias, acc)
+        return _fold(b, n, "bagacc64.rows", accs, one)
+
+    def values(bb, off):
+        return bb.load(bb.bitcast(bb.gep(pw, [off]), b16), align=1)
+
+    def block8(b, blk):
+        col = b.mul(blk, ir.Constant(_I64, 64))
+        dst = [b.bitcast(b.gep(pa, [b.add(col, ir.Constant(_I64, 16 * q))]), vptr) for q in range(4)]
+
+        def step(bb, off, s, bias, acc):
+            out = []
+            for q in range(4):
+                v = bb.uitofp(values(bb, bb.add(off, ir.Constant(_I64, 16 * q))), _VF)
+                out.append(bb.call(fma, [s, v, bb.fadd(acc[q], bias)]))
+            return out
+
+        fin = rows(b, [b.load(d, align=4) for d in dst], col, step)
+        for d, v in zip(dst, fin):
+            b.store(v, d, align=4)
+
+    def block4(b, blk):
+        col = b.mul(blk, ir.Constant(_I64, 32))  # bytes: two values each
+        dst = [b.bitcast(b.gep(p, [b.add(col, ir.Constant(_I64, 16 * q))]), vptr)
+               for p in (plo, phi) for q in range(2)]
+        m4 = ir.Constant(_V16, [15] * 16)
+        f4 = ir.Constant(_V16, [4] * 16)
+
+        def step(bb, off, s, bias, acc):
+            out = []
+            for q in range(2):
+                v = values(bb, bb.add(off, ir.Constant(_I64, 16 * q)))
+                out.append(bb.call(fma, [s, bb.uitofp(bb.and_(v, m4), _VF), bb.fadd(acc[q], bias)]))
+            for q in range(2):
+                v = values(bb, bb.add(off, ir.Constant(_I64, 16 * q)))
+                out.append(bb.call(fma, [s, bb.uitofp(bb.lshr(v, f4), _VF), bb.fadd(acc[2 + q], bias)]))
+            return out
+
+        fin = rows(b, [b.load(d, align=4) for d in dst], col, step)
+        for d, v in zip(dst, fin):
+            b.store(v, d, align=4)
+
+    four = builder.icmp_unsigned("==", bits, ir.Constant(bits.type, 4))
+    with builder.if_else(four) as (then, otherwise):
+        with then:
+            _for(builder, nblk, "bagacc64.4", block4)
+        with otherwise:
+            _for(builder, nblk, "bagacc64.8", block8)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def bagacc64(typingctx, w, W, rows, sc, bi, n, acc, lo, hi, nblk, bits):
+    """fbgemm's bag accumulation of ``n`` packed rows over ``nblk`` blocks
+    of 64 columns: for ``k < n`` in order, ``a = fma(sc[k], q, a + bi[k])``
+    on every column, with the accumulators in registers across the rows.
+
+    ``w``: the packed rows (contiguous uint8, row ``r`` at byte ``r * W``);
+    ``rows`` (int64), ``sc``, ``bi`` (float32): the rows, scales and biases.
+    8-bit (``bits == 8``) accumulates into ``acc[:64 * nblk]``; 4-bit the
+    low nibbles into ``lo[:32 * nblk]`` and the high ones into ``hi``.
+    Contiguous arrays, no bounds checks.
+    """
+    if not (_u8_c(w) and _f32_c(sc, bi, acc, lo, hi) and _offsets(rows)):
+        return None
+    i = types.intp
+    return types.void(w, i, rows, sc, bi, i, acc, lo, hi, i, i), _bagacc64_codegen
 
 
 # ------------------------------------------------------------------ 8-bit add / mul

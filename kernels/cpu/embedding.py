@@ -16,7 +16,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .._options import CPU, CPU_INLINE, CPU_PARALLEL
-from ._avx512 import MINMAX_BLOCK, minmax64, rowq64
+from ._avx512 import MINMAX_BLOCK, bagacc64, minmax64, rowq64
 from ._llvm import fma32, fma64
 from .scalar import round_dd_to_f32
 
@@ -54,6 +54,26 @@ def _bits_f32(typingctx, f):
 
     def codegen(context, builder, sig, args):
         return builder.bitcast(args[0], context.get_value_type(types.uint32))
+
+    return sig, codegen
+
+
+@intrinsic
+def _load_u32(typingctx, arr, r, k):
+    """The 4 little-endian bytes at ``arr[r, k:k+4]`` of the 2-D C-contiguous
+    uint8 ``arr`` as a uint32 (one unaligned load; no bounds check)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.uint8 and arr.layout == "C"
+            and arr.ndim == 2):
+        return None
+    sig = types.uint32(arr, types.intp, types.intp)
+
+    def codegen(context, builder, sig, args):
+        from llvmlite import ir
+
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        off = builder.add(builder.mul(args[1], builder.extract_value(a.strides, 0)), args[2])
+        ptr = builder.bitcast(builder.gep(a.data, [off]), ir.IntType(32).as_pointer())
+        return builder.load(ptr, align=1)
 
     return sig, codegen
 
@@ -133,6 +153,8 @@ _FAST_ROWS = 1024
 _PASS_ROWS = 16
 #: bags per parallel work item of bag_sum
 _BAGS = 32
+#: rows of a bag gathered (row, scale, bias) before their values are summed
+_GROUP = 8
 
 
 @njit(**CPU_INLINE)
@@ -156,14 +178,9 @@ def _row_scale_bias(w, r, D, bits):
     """The float32 (scale, bias) stored at the end of packed row ``r``."""
     W = w.shape[1]
     if bits == 8:
-        s = (np.uint32(w[r, W - 8]) | (np.uint32(w[r, W - 7]) << np.uint32(8))
-             | (np.uint32(w[r, W - 6]) << np.uint32(16)) | (np.uint32(w[r, W - 5]) << np.uint32(24)))
-        b = (np.uint32(w[r, W - 4]) | (np.uint32(w[r, W - 3]) << np.uint32(8))
-             | (np.uint32(w[r, W - 2]) << np.uint32(16)) | (np.uint32(w[r, W - 1]) << np.uint32(24)))
-        return _bitcast_f32(s), _bitcast_f32(b)
-    s = np.uint32(w[r, W - 4]) | (np.uint32(w[r, W - 3]) << np.uint32(8))
-    b = np.uint32(w[r, W - 2]) | (np.uint32(w[r, W - 1]) << np.uint32(8))
-    return _half_to_f32(s), _half_to_f32(b)
+        return _bitcast_f32(_load_u32(w, r, W - 8)), _bitcast_f32(_load_u32(w, r, W - 4))
+    u = _load_u32(w, r, W - 4)
+    return _half_to_f32(u & np.uint32(0xFFFF)), _half_to_f32(u >> np.uint32(16))
 
 
 # ------------------------------------------------------------------ prepack
@@ -534,9 +551,9 @@ def bag_sum(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out):
         acc = np.empty(D, dtype=np.float32)
         lo = np.empty(nb, dtype=np.float32)
         hi = np.empty(nb, dtype=np.float32)
-        rb = np.empty(4, dtype=np.int64)
-        sb = np.empty(4, dtype=np.float32)
-        bb = np.empty(4, dtype=np.float32)
+        rb = np.empty(_GROUP, dtype=np.int64)
+        sb = np.empty(_GROUP, dtype=np.float32)
+        bb = np.empty(_GROUP, dtype=np.float32)
         for bag in range(ch * _BAGS, min(B, (ch + 1) * _BAGS)):
             for j in range(D):
                 acc[j] = np.float32(0.0)
@@ -563,11 +580,10 @@ def bag_sum(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out):
                 sb[k] = s
                 bb[k] = b
                 k += 1
-                if k == 4:
-                    _add_rows4(w, rb, sb, bb, bits, nb, acc, lo, hi)
+                if k == _GROUP:
+                    _add_group(w, rb, sb, bb, k, bits, D, nb, acc, lo, hi)
                     k = 0
-            for i in range(k):
-                _add_row(w, rb[i], sb[i], bb[i], bits, nb, acc, lo, hi)
+            _add_group(w, rb, sb, bb, k, bits, D, nb, acc, lo, hi)
             o = out[bag]
             if bits == 8:
                 for j in range(D):
@@ -587,14 +603,37 @@ def bag_sum(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out):
 
 
 @njit(**CPU_INLINE)
-def _add_row(w, r, s, b, bits, nb, acc, lo, hi):
-    """``acc = fma(s, q, acc + b)`` for the values of row ``r``."""
+def _add_group(w, rb, sb, bb, n, bits, D, nb, acc, lo, hi):
+    """:func:`_add_row` for rows ``rb[:n]`` in order: 8-bit and 4-bit whole
+    64-column blocks by :func:`~qops.kernels.cpu._avx512.bagacc64` (the sums
+    in registers across the rows), the other columns four rows a pass."""
+    c0 = 0
+    if bits == 8 or bits == 4:
+        nblk = D // 64
+        bagacc64(w, w.shape[1], rb, sb, bb, n, acc, lo, hi, nblk, bits)
+        c0 = nblk * 64
+    if c0 == D:
+        return
+    m0 = c0 * bits // 8
+    i = 0
+    while i + 4 <= n:
+        _add_rows4(w, rb[i:i + 4], sb[i:i + 4], bb[i:i + 4], bits, nb, acc, lo, hi, m0)
+        i += 4
+    while i < n:
+        _add_row(w, rb[i], sb[i], bb[i], bits, nb, acc, lo, hi, m0)
+        i += 1
+
+
+@njit(**CPU_INLINE)
+def _add_row(w, r, s, b, bits, nb, acc, lo, hi, m0):
+    """``acc = fma(s, q, acc + b)`` for the values of row ``r`` from value
+    byte ``m0`` on (0, or a whole 64-column block for 8-bit and 4-bit)."""
     row = w[r]
     if bits == 8:
-        for j in range(nb):
+        for j in range(m0, nb):
             acc[j] = fma32(s, np.float32(row[j]), acc[j] + b)
     elif bits == 4:
-        for m in range(nb):
+        for m in range(m0, nb):
             v = row[m]
             lo[m] = fma32(s, np.float32(v & np.uint8(15)), lo[m] + b)
             hi[m] = fma32(s, np.float32(v >> np.uint8(4)), hi[m] + b)
@@ -609,7 +648,7 @@ def _add_row(w, r, s, b, bits, nb, acc, lo, hi):
 
 
 @njit(**CPU_INLINE)
-def _add_rows4(w, rb, sb, bb, bits, nb, acc, lo, hi):
+def _add_rows4(w, rb, sb, bb, bits, nb, acc, lo, hi, m0):
     """:func:`_add_row` for rows ``rb[0..3]`` in order, in one pass."""
     if bits == 8 or bits == 4:
         w0 = w[rb[0]]
@@ -619,7 +658,7 @@ def _add_rows4(w, rb, sb, bb, bits, nb, acc, lo, hi):
         s0, s1, s2, s3 = sb[0], sb[1], sb[2], sb[3]
         b0, b1, b2, b3 = bb[0], bb[1], bb[2], bb[3]
         if bits == 8:
-            for j in range(nb):
+            for j in range(m0, nb):
                 a = fma32(s0, np.float32(w0[j]), acc[j] + b0)
                 a = fma32(s1, np.float32(w1[j]), a + b1)
                 a = fma32(s2, np.float32(w2[j]), a + b2)
@@ -627,7 +666,7 @@ def _add_rows4(w, rb, sb, bb, bits, nb, acc, lo, hi):
         else:
             m4 = np.uint8(15)
             f4 = np.uint8(4)
-            for m in range(nb):
+            for m in range(m0, nb):
                 a = fma32(s0, np.float32(w0[m] & m4), lo[m] + b0)
                 a = fma32(s1, np.float32(w1[m] & m4), a + b1)
                 a = fma32(s2, np.float32(w2[m] & m4), a + b2)
@@ -638,7 +677,7 @@ def _add_rows4(w, rb, sb, bb, bits, nb, acc, lo, hi):
                 hi[m] = fma32(s3, np.float32(w3[m] >> f4), a + b3)
     else:
         for i in range(4):
-            _add_row(w, rb[i], sb[i], bb[i], bits, nb, acc, lo, hi)
+            _add_row(w, rb[i], sb[i], bb[i], bits, nb, acc, lo, hi, m0)
 
 
 @njit(**CPU_INLINE)
