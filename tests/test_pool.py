@@ -200,6 +200,14 @@ def test_max_pool_matches_torch(rng, dtype):
     compared += check_same(F.max_pool2d(t, 3, 2, 1), QF.max_pool2d(q, 3, 2, 1))
     t, q = pair(rng, (5, 9), dtype)
     compared += check_same(F.max_pool1d(t, 2, None), QF.max_pool1d(q, 2, None))
+    # wide rows: the planes-first kernel takes whole windows at a step of 1 or
+    # 2 tap by tap, the others (edges, other steps) one window at a time
+    for w, k, s, p, d in ((37, 3, 2, 1, 1), (40, 2, 2, 0, 1), (33, 3, 1, 1, 1), (35, 3, 1, 1, 2),
+                          (38, 5, 2, 2, 2), (41, 3, 3, 1, 1), (30, 4, 2, 2, 1)):
+        for ceil in (False, True):
+            t, q = pair(rng, (2, 3, 7, w), dtype)
+            args = ((2, k), (1, s), (1, p), (1, d), ceil)
+            compared += check_same(F.max_pool2d(t, *args), QF.max_pool2d(q, *args))
     assert compared > 1000
 
 
