@@ -594,9 +594,19 @@ def max_pool_nc(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
         _max_nc_serial(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest, _items())
 
 
+@njit(**CPU_INLINE)
+def _span(lo, hi):
+    m = 0
+    for i in range(lo.size):
+        m = max(m, hi[i] - lo[i])
+    return m
+
+
+@njit(**CPU)
 def _max_taps(lo_d, hi_d, lo_h, hi_h, lo_w, hi_w):
-    """An upper bound of any window's tap count."""
-    return int((hi_d - lo_d).max()) * int((hi_h - lo_h).max()) * int((hi_w - lo_w).max())
+    """An upper bound of any window's tap count (one compiled call: three
+    NumPy reductions cost 7 us a call)."""
+    return _span(lo_d, hi_d) * _span(lo_h, hi_h) * _span(lo_w, hi_w)
 
 
 def _simd_cl(x):
