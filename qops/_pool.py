@@ -290,7 +290,7 @@ def _contig(a):
 
 
 #: Bytes below which the NCDHW -> NDHWC copy runs on one thread.
-_TRANSPOSE_SERIAL_BYTES = 1 << 22
+_TRANSPOSE_SERIAL_BYTES = 1 << 18
 
 
 def _channels_last_copy(a):

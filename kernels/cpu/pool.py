@@ -662,9 +662,7 @@ def avg_pool_cl(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
     step = max(1, min(4096 // c, rows // _items())) if big else rows
     # exact int32 sums for byte inputs (at most 2**23 taps), int64 otherwise;
     # torch's own kernels wrap at int32, the recipes reproduce that
-    taps = 0
-    if rows:
-        taps = int((hi_d - lo_d).max()) * int((hi_h - lo_h).max()) * int((hi_w - lo_w).max())
+    taps = _max_taps(lo_d, hi_d, lo_h, hi_h, lo_w, hi_w) if rows else 0
     small = x.itemsize == 1 and taps <= 2**23
     if small and _simd_cl(x):
         # in parts on Python threads, not prange: under the workqueue layer a
