@@ -1063,11 +1063,12 @@ def softmax(input, dim, scale, zero_point, *, numerics=None, torch_threads=None)
         levels = (np.arange(256) - (128 if dtype is qint8 else 0)).astype(dtype.storage)
         xv = dequantize(QTensor._per_tensor(levels, dtype, x._scale, x._zero_point), numerics="fbgemm")
         q = np.ascontiguousarray(x._data).reshape(-1)
-        y = np.empty(q.size, np.float32)
-        if q.size:
-            _dispatch.run("elementwise.softmax_levels", "cpu", q, np.asarray(xv, np.float32), flags, y,
-                          outer, n, inner, lastdim)
-        return quantize_per_tensor(y.reshape(shape), so, zo, dtype, numerics="fbgemm")
+        out = np.empty(q.size, dtype.storage)
+        if q.size:  # quantize_per_tensor's fbgemm arithmetic, in the kernel
+            inv = np.float32(1.0) / np.float32(so)
+            _dispatch.run("elementwise.softmax_levels", "cpu", q, np.asarray(xv, np.float32), flags, out,
+                          outer, n, inner, lastdim, inv, np.float32(zo), dtype.qmin, dtype.qmax)
+        return QTensor._per_tensor(out.reshape(shape), dtype, so, zo)
     f = _contig(dequantize(x, numerics="fbgemm")).reshape(-1)
     y = _empty(device, f.size, np.float32)
     if f.size:

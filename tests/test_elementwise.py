@@ -533,7 +533,7 @@ def test_softmax_level_tables_equal_the_general_kernels(rng, monkeypatch, parall
                     with kernel_section:
                         K.softmax_levels(np.ascontiguousarray(x.int_repr()).reshape(-1),
                                          np.asarray(xv, np.float32), flags, got, outer, n,
-                                         inner, d == len(sh) - 1)
+                                         inner, d == len(sh) - 1, 256.0, 0.0, 0, 255)
                     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
