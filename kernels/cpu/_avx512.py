@@ -23,6 +23,8 @@
   row of a bag with the sums in registers across the rows.  It is plain LLVM
   vector code (``fma.v16f32``, no x86 intrinsic), so it runs on every host
   and is not switched by ``QOPS_DISABLE_AVX512``.
+* :func:`sgemm4x64`: one K block of MKL's blocked sgemm order for 4 rows and
+  64 columns, the 16 vector sums in registers (plain LLVM vector code too).
 * :func:`maxtaps64` / :func:`sumtaps64` (AVX512F + BW): channels-last
   pooling windows 64 channels at a time, the running maximum (bytes) or sum
   (int32 lanes) held in registers across the window's taps.  Numba's loop
@@ -55,7 +57,7 @@ from numba import types
 from numba.extending import intrinsic
 
 __all__ = ["vbmi_available", "avx512_available", "avx512bw_available", "lut64", "permute64",
-           "minmax64", "rowq64", "bagacc64", "qadd64", "qmul64", "qprelu64", "maxtaps64", "sumtaps64", "colsums64",
+           "minmax64", "rowq64", "bagacc64", "sgemm4x64", "qadd64", "qmul64", "qprelu64", "maxtaps64", "sumtaps64", "colsums64",
            "affine64"]
 
 _I1 = ir.IntType(1)
@@ -443,6 +445,64 @@ def bagacc64(typingctx, w, W, rows, sc, bi, n, acc, lo, hi, nblk, bits):
         return None
     i = types.intp
     return types.void(w, i, rows, sc, bi, i, acc, lo, hi, i, i), _bagacc64_codegen
+
+
+def _sgemm4x64_codegen(context, builder, sig, args):
+    a_arr, a_off, lda, nr, b_arr, b_off, ldb, o_arr, o_off, ldo, p0, p1, first = args
+    pa, pb, po = (context.make_array(sig.args[k])(context, builder, args[k]).data for k in (0, 4, 7))
+    fma = _intrinsic_fn(builder.module, "llvm.fma.v16f32", ir.FunctionType(_VF, [_VF, _VF, _VF]))
+    vptr = _VF.as_pointer()
+    zero = ir.Constant(_VF, [0.0] * 16)
+
+    def rows(b, n_rows):
+        def step(bb, p, acc):
+            brow = bb.add(b_off, bb.mul(bb.add(p, p0), ldb))
+            bv = [bb.load(bb.bitcast(bb.gep(pb, [bb.add(brow, ir.Constant(_I64, 16 * q))]), vptr), align=4)
+                  for q in range(4)]
+            out = []
+            for rr in range(n_rows):
+                aoff = bb.add(bb.add(a_off, bb.mul(ir.Constant(_I64, rr), lda)), bb.add(p, p0))
+                av = _splat(bb, bb.load(bb.gep(pa, [aoff])), _VF)
+                out += [bb.call(fma, [av, bv[q], acc[4 * rr + q]]) for q in range(4)]
+            return out
+
+        acc = _fold(b, b.sub(p1, p0), f"sgemm4x64.{n_rows}", [zero] * (4 * n_rows), step)
+        for rr in range(n_rows):
+            orow = b.add(o_off, b.mul(ir.Constant(_I64, rr), ldo))
+            for q in range(4):
+                dst = b.bitcast(b.gep(po, [b.add(orow, ir.Constant(_I64, 16 * q))]), vptr)
+                v = acc[4 * rr + q]
+                keep = b.select(first, v, b.fadd(b.load(dst, align=4), v))
+                b.store(keep, dst, align=4)
+
+    done = builder.function.append_basic_block("sgemm4x64.done")
+    cases = [builder.function.append_basic_block(f"sgemm4x64.rows{k}") for k in (1, 2, 3, 4)]
+    sw = builder.switch(nr, done)
+    for k, blk in zip((1, 2, 3, 4), cases):
+        sw.add_case(ir.Constant(nr.type, k), blk)
+        builder.position_at_end(blk)
+        rows(builder, k)
+        builder.branch(done)
+    builder.position_at_end(done)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def sgemm4x64(typingctx, a, a_off, lda, nr, b, b_off, ldb, out, o_off, ldo, p0, p1, first):
+    """One K block of MKL's blocked sgemm path for ``nr`` (1-4) rows and 64
+    columns: ``acc = fma(a[r, p], b[p, j], acc)`` for ``p`` from ``p0`` to
+    ``p1`` in order, from 0, then ``out = acc`` (``first``) or
+    ``out = out + acc``, the 4 x 64 sums in registers across the block.
+
+    Flat contiguous float32 arrays; element offsets: row ``r`` of ``a`` at
+    ``a_off + r * lda`` (``p`` counts from there), row ``p`` of ``b`` at
+    ``b_off + p * ldb``, output row ``r`` at ``o_off + r * ldo``.  No bounds
+    checks.  Plain LLVM vector code (``fma.v16f32``): every host.
+    """
+    if not _f32_c(a, b, out):
+        return None
+    i = types.intp
+    return types.void(a, i, i, i, b, i, i, out, i, i, i, i, types.boolean), _sgemm4x64_codegen
 
 
 # ------------------------------------------------------------------ 8-bit add / mul

@@ -28,7 +28,7 @@ from numba import njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL
 from .._split import parts, run_parts, run_ranges
-from ._avx512 import qadd64, qmul64
+from ._avx512 import qadd64, qmul64, sgemm4x64
 from ._llvm import add_i32, fma32, fma64
 from .scalar import clamp_int, clamp_rint, expf_libm, expf_sleef, lrint64, rne_div_exact, wrap32
 
@@ -539,6 +539,26 @@ def sgemm_lead(i, r, m, n):
     return lead if n - lead >= 4 else 0
 
 
+@njit(**CPU_INLINE)
+def _sgemm_blocked_cols(a, b, o, i, r, k, kc, j0, n):
+    """MKL's blocked path for row ``r``, columns ``j0:n``: FMA chains over
+    each K block (``kc``) from 0, the block sums added in order."""
+    acc = np.empty(n - j0, np.float32)
+    for k0 in range(0, k, kc):
+        acc[:] = 0.0
+        for p in range(k0, min(k0 + kc, k)):
+            av = a[i, r, p]
+            bp = b[i, p]
+            for j in range(j0, n):
+                acc[j - j0] = fma32(av, bp[j], acc[j - j0])
+        if k0 == 0:
+            for j in range(j0, n):
+                o[j] = acc[j - j0]
+        else:
+            for j in range(j0, n):
+                o[j] = o[j] + acc[j - j0]
+
+
 @njit(**CPU_PARALLEL)
 def matmul_sgemm(a, b, out, rows, naive):
     """``out[i] = a[i] @ b[i]`` in float32, summed in the order torch 2.13's
@@ -547,42 +567,53 @@ def matmul_sgemm(a, b, out, rows, naive):
     ``naive``: torch's own loop (batched products under 400 multiply-adds
     per matrix, and batched single columns): each output summed in order,
     multiply then add.  Otherwise MKL's sgemm per matrix with ``rows`` rows
-    per thread, each row by :func:`sgemm_path`."""
+    per thread, each row by :func:`sgemm_path`.  Rows go four at a time: on
+    the blocked path (2) whole 64-column tiles by
+    :func:`~qops.kernels.cpu._avx512.sgemm4x64` (the sums of 4 rows in
+    registers, each ``b`` load shared by them), the other columns and paths
+    row by row; each row's sums are the same either way."""
     nbat, m, k = a.shape
     n = b.shape[2]
     kc = max(sgemm_kc(k), 1)
-    for t in prange(nbat * m):
-        i = t // m
-        r = t - i * m
-        path = sgemm_path(r, m, n, rows, naive)
-        if path == 3:
-            out[i, r, 0] = sgemm_dot(a, b, i, r, m, k)
+    ng = (m + 3) // 4
+    af = a.reshape(-1)
+    bf = b.reshape(-1)
+    of = out.reshape(-1)
+    n64 = n // 64 * 64
+    if k == 0:  # empty sums
+        of[:] = 0.0
+        return
+    for t in prange(nbat * ng):
+        i = t // ng
+        g0 = (t - i * ng) * 4
+        g1 = min(m, g0 + 4)
+        if sgemm_path(g0, m, n, rows, naive) == 2 and sgemm_path(g1 - 1, m, n, rows, naive) == 2:
+            for j0 in range(0, n64, 64):
+                for k0 in range(0, k, kc):
+                    sgemm4x64(af, (i * m + g0) * k, k, g1 - g0, bf, i * k * n + j0, n, of,
+                              (i * m + g0) * n + j0, n, k0, min(k0 + kc, k), k0 == 0)
+            if n64 < n:
+                for r in range(g0, g1):
+                    _sgemm_blocked_cols(a, b, out[i, r], i, r, k, kc, n64, n)
             continue
-        o = out[i, r]
-        o[:] = 0.0
-        if path == 2:
-            acc = np.empty(n, np.float32)
-            for k0 in range(0, k, kc):
-                acc[:] = 0.0
-                for p in range(k0, min(k0 + kc, k)):
-                    av = a[i, r, p]
-                    bp = b[i, p]
-                    for j in range(n):
-                        acc[j] = fma32(av, bp[j], acc[j])
-                if k0 == 0:
-                    o[:] = acc
-                else:
-                    for j in range(n):
-                        o[j] = o[j] + acc[j]
-            continue
-        for p in range(k):
-            av = a[i, r, p]
-            bp = b[i, p]
-            for j in range(n):
-                o[j] = o[j] + av * bp[j]
-        if path == 1:
-            for j in range(sgemm_lead(i, r, m, n)):
-                o[j] = sgemm_tree8(a, b, i, r, j, k)
+        for r in range(g0, g1):
+            path = sgemm_path(r, m, n, rows, naive)
+            if path == 3:
+                out[i, r, 0] = sgemm_dot(a, b, i, r, m, k)
+                continue
+            o = out[i, r]
+            if path == 2:
+                _sgemm_blocked_cols(a, b, o, i, r, k, kc, 0, n)
+                continue
+            o[:] = 0.0
+            for p in range(k):
+                av = a[i, r, p]
+                bp = b[i, p]
+                for j in range(n):
+                    o[j] = o[j] + av * bp[j]
+            if path == 1:
+                for j in range(sgemm_lead(i, r, m, n)):
+                    o[j] = sgemm_tree8(a, b, i, r, j, k)
 
 
 @njit(**CPU_PARALLEL)
