@@ -221,11 +221,13 @@ def test_embedding_packed_matches_torch(rng):
         assert F.embedding(np.zeros(0, np.int64), packed, bit_width=bits).shape == (0, 16)
 
 
-def test_mean_and_padding_idx(rng):
+@pytest.mark.parametrize("bits, dim", [(4, 20), (8, 20), (8, 64), (8, 128), (4, 64)])
+def test_mean_and_padding_idx(rng, bits, dim):
     """'mean' is torch's sum divided by the count in float32; padding_idx
-    drops its rows (and from the count), as removing them from the input."""
-    table = rng.standard_normal((30, 20)).astype(np.float32)
-    packed = F.embedding_bag_4bit_prepack(table)
+    drops its rows (and from the count), as removing them from the input.
+    Dimensions of whole 64-column blocks take the compiled bag loops."""
+    table = rng.standard_normal((30, dim)).astype(np.float32)
+    packed = getattr(F, f"embedding_bag_{NAME[bits]}_prepack")(table)
     idx = rng.integers(0, 30, 500)
     off = np.sort(rng.integers(0, 500, 40))
     off[0] = 0
@@ -233,11 +235,15 @@ def test_mean_and_padding_idx(rng):
     keep = idx != pad
     kept_off = np.array([keep[:o].sum() for o in off])
     counts = np.diff(np.concatenate([kept_off, [keep.sum()]]))
-    sums = _torch_bag(4, packed, idx[keep], kept_off, None, False)
-    bits_eq(F.embedding_bag(idx, packed, off, padding_idx=pad, bit_width=4), sums)
-    bits_eq(F.embedding_bag(idx, packed, off, padding_idx=pad - 30, bit_width=4), sums)
+    psw = rng.standard_normal(500).astype(np.float32)
+    sums = _torch_bag(bits, packed, idx[keep], kept_off, None, False)
+    bits_eq(F.embedding_bag(idx, packed, off, padding_idx=pad, bit_width=bits), sums)
+    bits_eq(F.embedding_bag(idx, packed, off, padding_idx=pad - 30, bit_width=bits), sums)
     want = (torch.from_numpy(sums) / torch.from_numpy(np.maximum(counts, 1).astype(np.float32))[:, None]).numpy()
-    bits_eq(F.embedding_bag(idx, packed, off, mode="mean", padding_idx=pad, bit_width=4), want)
+    bits_eq(F.embedding_bag(idx, packed, off, mode="mean", padding_idx=pad, bit_width=bits), want)
+    weighted = _torch_bag(bits, packed, idx[keep], kept_off, psw[keep], False)
+    bits_eq(F.embedding_bag(idx, packed, off, per_sample_weights=psw, padding_idx=pad, bit_width=bits),
+            weighted)
 
 
 # --------------------------------------------------------------- reference

@@ -23,6 +23,9 @@
   row of a bag with the sums in registers across the rows.  It is plain LLVM
   vector code (``fma.v16f32``, no x86 intrinsic), so it runs on every host
   and is not switched by ``QOPS_DISABLE_AVX512``.
+* :func:`bag8rows64`: the 8-bit bag sum read straight from the indices, as
+  fbgemm's JIT kernel runs it (scale and bias loads, prefetch, sums in
+  registers), plain LLVM vector code.
 * :func:`sgemm4x64`: one K block of MKL's blocked sgemm order for 4 rows and
   64 columns, the 16 vector sums in registers (plain LLVM vector code too).
 * :func:`maxtaps64` / :func:`sumtaps64` (AVX512F + BW): channels-last
@@ -57,7 +60,7 @@ from numba import types
 from numba.extending import intrinsic
 
 __all__ = ["vbmi_available", "avx512_available", "avx512bw_available", "lut64", "permute64",
-           "minmax64", "rowq64", "bagacc64", "sgemm4x64", "qadd64", "qmul64", "qprelu64", "maxtaps64", "sumtaps64", "colsums64",
+           "minmax64", "rowq64", "bagacc64", "bag8rows64", "sgemm4x64", "qadd64", "qmul64", "qprelu64", "maxtaps64", "sumtaps64", "colsums64",
            "affine64"]
 
 _I1 = ir.IntType(1)
@@ -503,6 +506,78 @@ def sgemm4x64(typingctx, a, a_off, lda, nr, b, b_off, ldb, out, o_off, ldo, p0, 
         return None
     i = types.intp
     return types.void(a, i, i, i, b, i, i, out, i, i, i, i, types.boolean), _sgemm4x64_codegen
+
+
+def _bag8rows64_codegen(context, builder, sig, args):
+    w_arr, W, i_arr, p0, p1, nidx, psw_arr, has_psw, pad, a_arr, nblk, pf = args
+    pw, pi, ppsw, pa = (context.make_array(sig.args[k])(context, builder, args[k]).data
+                        for k in (0, 2, 6, 9))
+    fma = _intrinsic_fn(builder.module, "llvm.fma.v16f32", ir.FunctionType(_VF, [_VF, _VF, _VF]))
+    i8p = ir.IntType(8).as_pointer()
+    prefetch = builder.module.declare_intrinsic("llvm.prefetch", (),
+                                                ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]))
+    vptr = _VF.as_pointer()
+    fptr = _F32.as_pointer()
+    b16 = _V16.as_pointer()
+    one = ir.Constant(_I64, 1)
+    last = builder.sub(nidx, one)
+
+    def block(b, blk):
+        col = b.mul(blk, ir.Constant(_I64, 64))
+        dst = [b.bitcast(b.gep(pa, [b.add(col, ir.Constant(_I64, 16 * q))]), vptr) for q in range(4)]
+
+        def row(bb, k, acc):
+            p = bb.add(p0, k)
+            with bb.if_then(bb.icmp_signed("==", blk, ir.Constant(_I64, 0))):
+                # both ends of the row ``pf`` indices ahead (clamped into the array)
+                ahead = bb.load(bb.gep(pi, [bb.select(bb.icmp_signed("<", bb.add(p, pf), nidx),
+                                                     bb.add(p, pf), last)]))
+                start = bb.gep(pw, [bb.mul(ahead, W)])
+                for off in (ir.Constant(_I64, 0), bb.sub(W, one)):
+                    bb.call(prefetch, [bb.gep(start, [off]), ir.Constant(_I32, 0), ir.Constant(_I32, 3),
+                                       ir.Constant(_I32, 1)])
+            r = bb.load(bb.gep(pi, [p]))
+            rowp = bb.gep(pw, [bb.mul(r, W)])
+            s = bb.load(bb.bitcast(bb.gep(rowp, [bb.sub(W, ir.Constant(_I64, 8))]), fptr), align=1)
+            bias = bb.load(bb.bitcast(bb.gep(rowp, [bb.sub(W, ir.Constant(_I64, 4))]), fptr), align=1)
+            wt = bb.load(bb.gep(ppsw, [bb.select(has_psw, p, ir.Constant(_I64, 0))]))
+            s = bb.select(has_psw, bb.fmul(wt, s), s)
+            bias = bb.select(has_psw, bb.fmul(wt, bias), bias)
+            sv, bv = _splat(bb, s, _VF), _splat(bb, bias, _VF)
+            skip = bb.icmp_signed("==", r, pad)  # a padding row is read (it exists), not added
+            out = []
+            for q in range(4):
+                x = bb.load(bb.bitcast(bb.gep(rowp, [bb.add(col, ir.Constant(_I64, 16 * q))]), b16), align=1)
+                v = bb.call(fma, [sv, bb.uitofp(x, _VF), bb.fadd(acc[q], bv)])
+                out.append(bb.select(skip, acc[q], v))
+            return out
+
+        fin = _fold(b, b.sub(p1, p0), "bag8rows64.rows", [b.load(d, align=4) for d in dst], row)
+        for d, v in zip(dst, fin):
+            b.store(v, d, align=4)
+
+    _for(builder, nblk, "bag8rows64", block)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def bag8rows64(typingctx, w, W, indices, p0, p1, nidx, psw, has_psw, pad, acc, nblk, pf):
+    """fbgemm's 8-bit bag sum of rows ``indices[p0:p1]`` over ``nblk``
+    blocks of 64 columns, as its JIT kernel runs it: per row in order, the
+    row's scale and bias read from its last 8 bytes (times ``psw[p]`` with
+    ``has_psw``), then ``a = fma(scale, q, a + bias)`` on every column, the
+    sums in registers across the rows; rows equal to ``pad`` are skipped.
+    The row ``pf`` indices ahead is prefetched (both ends).
+
+    ``w``: packed rows (contiguous uint8, row ``r`` at ``r * W``);
+    ``indices`` int64 (``nidx`` of them, all valid rows); ``psw`` float32
+    (one element is enough without ``has_psw``); ``acc`` float32, the sums
+    so far, updated.  No bounds checks.  Plain LLVM vector code.
+    """
+    if not (_u8_c(w) and _f32_c(psw, acc) and _offsets(indices)):
+        return None
+    i = types.intp
+    return types.void(w, i, indices, i, i, i, psw, types.boolean, i, acc, i, i), _bag8rows64_codegen
 
 
 # ------------------------------------------------------------------ 8-bit add / mul

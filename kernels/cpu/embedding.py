@@ -16,7 +16,8 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .._options import CPU, CPU_INLINE, CPU_PARALLEL
-from ._avx512 import MINMAX_BLOCK, bagacc64, minmax64, rowq64
+from .._split import run_ranges
+from ._avx512 import MINMAX_BLOCK, bag8rows64, bagacc64, minmax64, rowq64
 from ._llvm import fma32, fma64
 from .scalar import round_dd_to_f32
 
@@ -524,9 +525,23 @@ def unpack_rows(w, D, bits, out):
 
 
 # --------------------------------------------------------------- bag sums
-@njit(**CPU_PARALLEL)
 def bag_sum(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out):
-    """Bag sums over packed rows, fbgemm's ``EmbeddingSpMDM`` arithmetic.
+    """Bag sums over packed rows, fbgemm's ``EmbeddingSpMDM`` arithmetic
+    (:func:`_bag_sum_chunks`).  Many bags run in parts of consecutive chunks
+    on Python threads (:mod:`qops.kernels._split`): a ``prange`` over the
+    chunks on the ``workqueue`` layer left the second thread mostly idle."""
+    nchunks = (out.shape[0] + _BAGS - 1) // _BAGS
+    args = (w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out)
+    if nchunks >= 8:
+        run_ranges(_bag_sum_chunks, nchunks, *args, align=1)
+    else:
+        _bag_sum_chunks(*args, 0, nchunks)
+
+
+@njit(**CPU)
+def _bag_sum_chunks(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out, c0, c1):
+    """Chunks ``c0:c1`` (``_BAGS`` bags each) of the bag sums, fbgemm's
+    ``EmbeddingSpMDM`` arithmetic.
 
     Bag ``b`` sums rows ``indices[offsets[b]:offsets[b + 1]]`` (int64;
     ``offsets`` has ``B + 1`` entries) skipping ``padding_idx`` (``-1``:
@@ -534,15 +549,18 @@ def bag_sum(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out):
     ``bias' = psw * bias`` (float32; without ``has_psw`` the stored values),
     then ``acc[j] = fma(scale', q[j], acc[j] + bias')`` from ``acc = 0``.
     ``mean`` divides each sum by the number of rows taken (float32 division;
-    empty bags stay 0).
+    empty bags stay 0).  8-bit rows of whole 64-column blocks run each bag
+    through :func:`~qops.kernels.cpu._avx512.bag8rows64` (the row loop of
+    fbgemm's JIT kernel); the others gather ``_GROUP`` rows at a time and
+    sum them by :func:`_add_group`.
     """
     B = out.shape[0]
     nidx = indices.shape[0]
     per = 8 // bits
     nb = D // per  # bytes of values per row (D is a multiple of per)
     last_col = np.int64(w.shape[1] - 1)
-    nchunks = (B + _BAGS - 1) // _BAGS
-    for ch in prange(nchunks):
+    whole8 = bits == 8 and D % 64 == 0
+    for ch in range(c0, c1):
         # 8-bit rows accumulate into acc; 4-bit into lo / hi (the low and
         # high nibbles, each stream contiguous so that the loops vectorise);
         # 2-bit into acc deinterleaved (value m*4 + k at acc[k*nb + m]).
@@ -563,27 +581,33 @@ def bag_sum(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out):
             n = 0
             k = 0
             end = offsets[bag + 1]
-            for p in range(offsets[bag], end):
-                if p + PREFETCH < nidx:  # both ends of the row: it may span two cache lines
-                    ahead = indices[p + PREFETCH]
-                    _prefetch(w, ahead, np.int64(0))
-                    _prefetch(w, ahead, last_col)
-                r = indices[p]
-                if r == padding_idx:
-                    continue
-                n += 1
-                s, b = _row_scale_bias(w, r, D, bits)
-                if has_psw:
-                    s = psw[p] * s
-                    b = psw[p] * b
-                rb[k] = r
-                sb[k] = s
-                bb[k] = b
-                k += 1
-                if k == _GROUP:
-                    _add_group(w, rb, sb, bb, k, bits, D, nb, acc, lo, hi)
-                    k = 0
-            _add_group(w, rb, sb, bb, k, bits, D, nb, acc, lo, hi)
+            if whole8:  # fbgemm's JIT loop, in one compiled piece
+                bag8rows64(w, w.shape[1], indices, offsets[bag], end, nidx, psw, has_psw, padding_idx,
+                           acc, D // 64, PREFETCH)
+                for p in range(offsets[bag], end):
+                    n += indices[p] != padding_idx
+            else:
+                for p in range(offsets[bag], end):
+                    if p + PREFETCH < nidx:  # both ends of the row: it may span two cache lines
+                        ahead = indices[p + PREFETCH]
+                        _prefetch(w, ahead, np.int64(0))
+                        _prefetch(w, ahead, last_col)
+                    r = indices[p]
+                    if r == padding_idx:
+                        continue
+                    n += 1
+                    s, b = _row_scale_bias(w, r, D, bits)
+                    if has_psw:
+                        s = psw[p] * s
+                        b = psw[p] * b
+                    rb[k] = r
+                    sb[k] = s
+                    bb[k] = b
+                    k += 1
+                    if k == _GROUP:
+                        _add_group(w, rb, sb, bb, k, bits, D, nb, acc, lo, hi)
+                        k = 0
+                _add_group(w, rb, sb, bb, k, bits, D, nb, acc, lo, hi)
             o = out[bag]
             if bits == 8:
                 for j in range(D):
