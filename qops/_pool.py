@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 _DTYPES = (quint8, qint8, qint32)
+_DTYPE_BY_NAME = {d.name: d for d in _DTYPES}
 _TORCH = ("fbgemm", "onednn", "qnnpack")
 _SELECTION_ONLY = ("onnxruntime", "tflite", "tflite_single")
 _INT32_MAX = 2**31 - 1
@@ -128,6 +129,34 @@ def _frozen(fn):
         return out
 
     return functools.wraps(fn)(cached)
+
+
+def _typed(v):
+    """A cache key for a geometry argument that tells ``1`` from ``True`` and
+    ``1.0`` (also inside tuples), so that a cached plan never stands in for
+    the validation of a different argument."""
+    if isinstance(v, tuple):
+        return ("tuple",) + tuple((type(e), e) for e in v)
+    return (type(v), v)
+
+
+def _planned(build):
+    """Memoise a pooling op's geometry plan (validation, output sizes,
+    window tables: about 6 us of Python a call) per argument values; a call
+    with an unhashable argument (a list) plans afresh, and a plan that raises
+    is not kept."""
+    cached = functools.lru_cache(maxsize=512)(lambda key, args: build(*args))
+
+    @functools.wraps(build)
+    def plan(*args):
+        try:
+            key = tuple(_typed(a) for a in args)
+            hash(key)
+        except TypeError:
+            return build(*args)
+        return cached(key, args)
+
+    return plan
 
 
 @_frozen
@@ -362,6 +391,32 @@ def _qnnpack_max_dilated(x, k, s, p, dil, oh, ow, op):
     return y
 
 
+@_planned
+def _max2d_plan(shape, kernel_size, stride, padding, dilation, ceil_mode, op):
+    """max pooling's validated 2-D geometry: ``(k, s, p, dil, oh, ow, windows)``."""
+    k = _ints(kernel_size, 2, "kernel_size", op)
+    s = k if stride is None else (_ints(stride, 2, "stride", op, allow_empty=True) or k)
+    p = _ints(padding, 2, "padding", op)
+    dil = _ints(dilation, 2, "dilation", op)
+    if shape[-3] < 1:
+        raise ValueError(f"{op}: the channel dimension must be non-empty, got input size {shape}")
+    _check_geometry(op, shape[-2:], k, s, p, dil)
+    h, w = shape[-2:]
+    oh = _out_len(h, k[0], p[0], s[0], dil[0], ceil_mode)
+    ow = _out_len(w, k[1], p[1], s[1], dil[1], ceil_mode)
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"{op}: the output size ({oh}, {ow}) is too small for input size {(h, w)}, "
+            f"kernel_size={k}, stride={s}, padding={p}, dilation={dil}"
+        )
+    wins = (
+        _unit_window()[:2],
+        _max_windows(h, oh, k[0], s[0], p[0], dil[0]),
+        _max_windows(w, ow, k[1], s[1], p[1], dil[1]),
+    )
+    return k, s, p, dil, oh, ow, wins
+
+
 def _max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
                 numerics, op):
     profile = _profile(numerics, op, selection=True)
@@ -373,32 +428,14 @@ def _max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return
         )
     if x.ndim not in (3, 4):
         raise ValueError(f"{op} expects a (N, C, H, W) or (C, H, W) input, got shape {x.shape}")
-    k = _ints(kernel_size, 2, "kernel_size", op)
-    s = k if stride is None else (_ints(stride, 2, "stride", op, allow_empty=True) or k)
-    p = _ints(padding, 2, "padding", op)
-    dil = _ints(dilation, 2, "dilation", op)
-    if x.shape[-3] < 1:
-        raise ValueError(f"{op}: the channel dimension must be non-empty, got input size {x.shape}")
-    _check_geometry(op, x.shape[-2:], k, s, p, dil)
+    k, s, p, dil, oh, ow, wins = _max2d_plan(x.shape, kernel_size, stride, padding, dilation, ceil_mode, op)
     qnnpack = profile == "qnnpack" and x._dtype is quint8 and not ceil_mode
     if qnnpack:
         _qnnpack_refusals(op, x, k)
     h, w = x.shape[-2:]
-    oh = _out_len(h, k[0], p[0], s[0], dil[0], ceil_mode)
-    ow = _out_len(w, k[1], p[1], s[1], dil[1], ceil_mode)
-    if oh < 1 or ow < 1:
-        raise ValueError(
-            f"{op}: the output size ({oh}, {ow}) is too small for input size {(h, w)}, "
-            f"kernel_size={k}, stride={s}, padding={p}, dilation={dil}"
-        )
     if qnnpack and (dil[0] > 1 or dil[1] > 1) and (p[0] or p[1] or _overhang(h, w, oh, ow, k, s, dil)):
         return _qnnpack_max_dilated(x, k, s, p, dil, oh, ow, op)
     data, cl, _ = _layout_2d(x)
-    wins = (
-        _unit_window()[:2],
-        _max_windows(h, oh, k[0], s[0], p[0], dil[0]),
-        _max_windows(w, ow, k[1], s[1], p[1], dil[1]),
-    )
     out = _run_max(x, data, cl, (1, oh, ow), wins, (1, dil[0], dil[1]), op)
     return _finish_2d(x, out, cl, x.shape[:-2], oh, ow)
 
@@ -506,6 +543,24 @@ def _divisor(divisor_override, op):
     return d
 
 
+@_planned
+def _avg2d_plan(shape, kernel_size, stride, padding, ceil_mode, divisor_override):
+    """avg_pool2d's validated geometry: ``(k, s, p, divisor, oh, ow, windows)``."""
+    op = "avg_pool2d"
+    k = _ints(kernel_size, 2, "kernel_size", op)
+    s = k if stride is None else (_ints(stride, 2, "stride", op, allow_empty=True) or k)
+    p = _ints(padding, 2, "padding", op)
+    divisor = _divisor(divisor_override, op)
+    _check_geometry(op, shape[-2:], k, s, p, (1, 1))
+    h, w = shape[-2:]
+    oh = _out_len(h, k[0], p[0], s[0], 1, ceil_mode)
+    ow = _out_len(w, k[1], p[1], s[1], 1, ceil_mode)
+    if oh < 0 or ow < 0:
+        raise ValueError(f"{op}: kernel_size={k} is larger than the padded input {(h, w)} (padding {p})")
+    wins = (_unit_window(), _windows(h, oh, k[0], s[0], p[0]), _windows(w, ow, k[1], s[1], p[1]))
+    return k, s, p, divisor, oh, ow, wins
+
+
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None, *, numerics=None):
     """2-D average pooling of a quantized ``(N, C, H, W)`` or ``(C, H, W)`` tensor.
@@ -548,20 +603,10 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     x = _check_input(input, op, "(N, C, H, W) or (C, H, W)")
     if x.ndim not in (3, 4):
         raise ValueError(f"{op} expects a (N, C, H, W) or (C, H, W) input, got shape {x.shape}")
-    k = _ints(kernel_size, 2, "kernel_size", op)
-    s = k if stride is None else (_ints(stride, 2, "stride", op, allow_empty=True) or k)
-    p = _ints(padding, 2, "padding", op)
-    divisor = _divisor(divisor_override, op)
-    _check_geometry(op, x.shape[-2:], k, s, p, (1, 1))
-    qnnpack = profile == "qnnpack" and x._dtype is quint8 and not ceil_mode
-    if qnnpack:
+    k, s, p, divisor, oh, ow, wins = _avg2d_plan(x.shape, kernel_size, stride, padding, ceil_mode,
+                                                 divisor_override)
+    if profile == "qnnpack" and x._dtype is quint8 and not ceil_mode:
         _qnnpack_refusals(op, x, k)
-    h, w = x.shape[-2:]
-    oh = _out_len(h, k[0], p[0], s[0], 1, ceil_mode)
-    ow = _out_len(w, k[1], p[1], s[1], 1, ceil_mode)
-    if oh < 0 or ow < 0:
-        raise ValueError(f"{op}: kernel_size={k} is larger than the padded input {(h, w)} (padding {p})")
-    if qnnpack:
         if oh < 1 or ow < 1:
             raise ValueError(f"{op}: the output size ({oh}, {ow}) must be positive under numerics "
                              "'qnnpack' (torch raises)")
@@ -569,10 +614,26 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     data, cl, torch_cl = _layout_2d(x)
     nch = x.shape[-3]
     mode, cvec = _avg_mode(profile, torch_cl, x._dtype, nch)
-    wins = (_unit_window(),
-            _windows(h, oh, k[0], s[0], p[0]), _windows(w, ow, k[1], s[1], p[1]))
     out = _run_avg(x, data, cl, (1, oh, ow), wins, count_include_pad, divisor, mode, cvec, nch)
     return _finish_2d(x, out, cl, x.shape[:-2], oh, ow)
+
+
+@_planned
+def _avg3d_plan(shape, kernel_size, stride, padding, ceil_mode, divisor_override, profile, dtype):
+    """avg_pool3d's validated geometry: ``(out sizes, windows, divisor, mode, cvec)``."""
+    op = "avg_pool3d"
+    k = _ints(kernel_size, 3, "kernel_size", op)
+    s = k if stride is None else (_ints(stride, 3, "stride", op, allow_empty=True) or k)
+    p = _ints(padding, 3, "padding", op)
+    divisor = _divisor(divisor_override, op)
+    _check_geometry(op, shape[-3:], k, s, p, (1, 1, 1))
+    d_, h, w = shape[-3:]
+    o = tuple(_out_len(i, kk, pp, ss, 1, ceil_mode) for i, kk, pp, ss in zip((d_, h, w), k, p, s))
+    if min(o) < 0:
+        raise ValueError(f"{op}: kernel_size={k} is larger than the padded input {(d_, h, w)} (padding {p})")
+    mode, cvec = _avg_mode(profile, True, _DTYPE_BY_NAME[dtype], shape[1])
+    wins = tuple(_windows(i, oo, kk, ss, pp) for i, oo, kk, ss, pp in zip((d_, h, w), o, k, s, p))
+    return o, wins, divisor, mode, cvec
 
 
 def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -601,19 +662,11 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
             f"{op} expects a (N, C, D, H, W) input, got shape {x.shape}"
             + ("; add the batch dimension with unsqueeze(0)" if x.ndim == 4 else "")
         )
-    k = _ints(kernel_size, 3, "kernel_size", op)
-    s = k if stride is None else (_ints(stride, 3, "stride", op, allow_empty=True) or k)
-    p = _ints(padding, 3, "padding", op)
-    divisor = _divisor(divisor_override, op)
-    _check_geometry(op, x.shape[-3:], k, s, p, (1, 1, 1))
+    o, wins, divisor, mode, cvec = _avg3d_plan(x.shape, kernel_size, stride, padding, ceil_mode,
+                                               divisor_override, profile, x._dtype.name)
     d_, h, w = x.shape[-3:]
-    o = tuple(_out_len(i, kk, pp, ss, 1, ceil_mode) for i, kk, pp, ss in zip((d_, h, w), k, p, s))
-    if min(o) < 0:
-        raise ValueError(f"{op}: kernel_size={k} is larger than the padded input {(d_, h, w)} (padding {p})")
     a = x._data
     nch = x.shape[1]
-    mode, cvec = _avg_mode(profile, True, x._dtype, nch)
-    wins = tuple(_windows(i, oo, kk, ss, pp) for i, oo, kk, ss, pp in zip((d_, h, w), o, k, s, p))
     if is_cuda_array(a):
         data = _contig(a).reshape((-1, d_, h, w))
         out = _run_avg(x, data, False, o, wins, count_include_pad, divisor, mode, cvec, nch)

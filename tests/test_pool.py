@@ -424,6 +424,27 @@ def test_bad_inputs(rng):
         QF.max_pool2d(q, 2, numerics="nope")
 
 
+def test_planned_geometry_still_validates(rng):
+    """The geometry plans are memoised per argument values: a valid call must
+    not let an equal but invalid argument (True for 1, 2.0 for 2) pass, a
+    failed plan raises again, and lists (unhashable) plan afresh."""
+    t, q = pair(rng, (1, 4, 6, 6), qops.quint8, zp=3)
+    x3 = q.reshape(1, 4, 1, 6, 6)
+    for call in (lambda k: QF.max_pool2d(q, k), lambda k: QF.avg_pool2d(q, k), lambda k: QF.avg_pool3d(x3, k)):
+        two = (1, 2, 2) if call(2).ndim == 5 else (1, 2)
+        call(two)
+        with pytest.raises((TypeError, ValueError), match="tuple of"):
+            call((True,) + two[1:])
+        with pytest.raises((TypeError, ValueError), match="tuple of"):
+            call(tuple(float(v) for v in two))
+        with pytest.raises(ValueError, match="positive"):
+            call(0)
+        with pytest.raises(ValueError, match="positive"):
+            call(0)  # a plan that raised is not kept
+        np.testing.assert_array_equal(call(list(two)).int_repr(), call(two).int_repr())
+    np.testing.assert_array_equal(QF.max_pool2d(q, (1, 2)).int_repr(), F.max_pool2d(t, (1, 2)).int_repr().numpy())
+
+
 @pytest.mark.parametrize("call", [
     lambda F_, x: F_.avg_pool2d(x, 1, padding=1),          # padding > half the kernel
     lambda F_, x: F_.max_pool2d(x, 2, padding=2),
