@@ -21,50 +21,14 @@ order).  Output pixels no pair reaches get ``A = 0``, as in every backend
 import numpy as np
 from numba import njit, prange
 
-from .._options import CPU, CPU_PARALLEL
+from .._options import CPU, CPU_INLINE, CPU_PARALLEL
+from .._split import run_ranges
 
 __all__ = ["col2im", "to_channels_last"]
 
 TILE = 32  # channels and pixels per block of the layout transpose
 
 
-@njit(**CPU)
-def _col2im_pixel(raw, raw_stride, rowsum, wcz, zw, og, o0, o_total, r, n_, d_, h_, w_,
-                  kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow, acc):
-    """Output pixel ``r`` (row-major over ``(n_, od, oh, ow)``) of :func:`col2im`."""
-    ox = r % ow
-    q = r // ow
-    oy = q % oh
-    q = q // oh
-    oz = q % od
-    n = q // od
-    dst = np.uint64(r * o_total + o0)
-    for o in range(np.uint64(0), np.uint64(og)):
-        acc[dst + o] = 0
-    for a in range(kd):
-        tz = oz + pd - a * dd
-        if tz < 0 or tz % sd != 0 or tz // sd >= d_:
-            continue
-        for b in range(kh):
-            ty = oy + ph - b * dh
-            if ty < 0 or ty % sh != 0 or ty // sh >= h_:
-                continue
-            for c in range(kw):
-                tx = ox + pw - c * dw
-                if tx < 0 or tx % sw != 0 or tx // sw >= w_:
-                    continue
-                i = ((n * d_ + tz // sd) * h_ + ty // sh) * w_ + tx // sw
-                t = (a * kh + b) * kw + c
-                src = np.uint64(i * raw_stride + t * og)
-                wrow = np.uint64(t * og)
-                rs = rowsum[i]
-                for o in range(np.uint64(0), np.uint64(og)):
-                    acc[dst + o] = np.int32(
-                        acc[dst + o] + np.int32(raw[src + o] - wcz[wrow + o]) - np.int32(zw[o] * rs)
-                    )
-
-
-@njit(**CPU_PARALLEL)
 def col2im(raw, raw_stride, rowsum, wcz, zw, og, o0, o_total, n_, d_, h_, w_, kd, kh, kw,
            sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow, acc):
     """Gather one group's GEMM rows into the int32 accumulators ``acc``.
@@ -86,10 +50,91 @@ def col2im(raw, raw_stride, rowsum, wcz, zw, og, o0, o_total, n_, d_, h_, w_, kd
         The group's first output channel and the output channel count.
     acc : int32, flat ``(n_, od, oh, ow, o_total)``
         Columns ``o0 : o0 + og`` are overwritten.
+
+    The output pixels run in parts on Python threads
+    (:mod:`qops.kernels._split`; a ``prange`` on the ``workqueue`` layer
+    gained little), a few thousand pixels at least per part.
     """
-    for r in prange(n_ * od * oh * ow):
-        _col2im_pixel(raw, raw_stride, rowsum, wcz, zw, og, o0, o_total, r, n_, d_, h_, w_,
-                      kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow, acc)
+    pixels = n_ * od * oh * ow
+    args = (raw, raw_stride, rowsum, wcz, zw, og, o0, o_total, n_, d_, h_, w_, kd, kh, kw,
+            sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow, acc)
+    if pixels * og >= 1 << 16:
+        run_ranges(_col2im_range, pixels, *args, align=64)
+    else:
+        _col2im_range(*args, 0, pixels)
+
+
+@njit(**CPU_INLINE)
+def _taps_1d(o_len, k, s, p, d, i_len):
+    """For each output coordinate of one dimension, the taps that reach it:
+    ``cnt[o]`` of them, tap ``tap[o, j]`` from input coordinate ``src[o, j]``
+    (``o + p - tap * d = src * s``, inside the input)."""
+    cnt = np.zeros(o_len, np.int64)
+    tap = np.zeros((o_len, max(k, 1)), np.int64)
+    src = np.zeros((o_len, max(k, 1)), np.int64)
+    for o in range(o_len):
+        for a in range(k):
+            t = o + p - a * d
+            if t < 0 or t % s != 0 or t // s >= i_len:
+                continue
+            tap[o, cnt[o]] = a
+            src[o, cnt[o]] = t // s
+            cnt[o] += 1
+    return cnt, tap, src
+
+
+@njit(**CPU)
+def _col2im_range(raw, raw_stride, rowsum, wcz, zw, og, o0, o_total, n_, d_, h_, w_, kd, kh, kw,
+                  sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow, acc, r0, r1):
+    """Output pixels ``r0:r1`` (row-major over ``(n_, od, oh, ow)``) of
+    :func:`col2im`: each pixel's accumulators cleared, then for every
+    (input pixel, tap) pair that lands on it, in tap order,
+    ``acc += (raw - wcz) - zw * rowsum`` (int32, wrapping).  The taps of each
+    output coordinate are listed once per dimension and the coordinates
+    counted up, instead of integer divisions to decompose every pixel and to
+    test every tap."""
+    cz, tz_, iz = _taps_1d(od, kd, sd, pd, dd, d_)
+    cy, ty_, iy = _taps_1d(oh, kh, sh, ph, dh, h_)
+    cx, tx_, ix = _taps_1d(ow, kw, sw, pw, dw, w_)
+    if r0 >= r1:
+        return
+    ox = r0 % ow
+    q = r0 // ow
+    oy = q % oh
+    q = q // oh
+    oz = q % od
+    n = q // od
+    ogu = np.uint64(og)
+    for r in range(r0, r1):
+        dst = np.uint64(r * o_total + o0)
+        for o in range(np.uint64(0), ogu):
+            acc[dst + o] = 0
+        for ja in range(cz[oz]):
+            a = tz_[oz, ja]
+            zi = (n * d_ + iz[oz, ja]) * h_
+            for jb in range(cy[oy]):
+                b = ty_[oy, jb]
+                yi = (zi + iy[oy, jb]) * w_
+                for jc in range(cx[ox]):
+                    i = yi + ix[ox, jc]
+                    t = (a * kh + b) * kw + tx_[ox, jc]
+                    src = np.uint64(i * raw_stride + t * og)
+                    wrow = np.uint64(t * og)
+                    rs = rowsum[i]
+                    for o in range(np.uint64(0), ogu):
+                        acc[dst + o] = np.int32(
+                            acc[dst + o] + np.int32(raw[src + o] - wcz[wrow + o]) - np.int32(zw[o] * rs)
+                        )
+        ox += 1
+        if ox == ow:
+            ox = 0
+            oy += 1
+            if oy == oh:
+                oy = 0
+                oz += 1
+                if oz == od:
+                    oz = 0
+                    n += 1
 
 
 @njit(**CPU_PARALLEL)
