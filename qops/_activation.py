@@ -19,6 +19,7 @@ the table -> kernel -> wrap.  ``docs/ops_activation.md`` has the details.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import threading
@@ -157,8 +158,10 @@ def _q_scalar(y, scale, zp, qmin, qmax):
     return np.clip(np.rint(t), qmin, qmax).astype(np.int64)
 
 
+@functools.lru_cache(maxsize=1024)
 def _q_scalar1(v, scale, zp, qmin, qmax):
-    """:func:`_q_scalar` of one value, as a Python int."""
+    """:func:`_q_scalar` of one value, as a Python int (memoised: a model
+    clamps with the same bounds and qparams call after call)."""
     with np.errstate(all="ignore"):
         t = f32(f32(f32(v) * (f32(1.0) / f32(scale))) + f32(zp))
     if t != t:
@@ -291,7 +294,7 @@ def _launch(x, kernel, args, so, zo):
     store = dtype.storage
     data, run, inv = _geometry(x._data)
     shape = data.shape
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)  # Python ints: np.prod costs microseconds a call
     view = np.uint8 if kernel != "clamp_apply" else store
     if is_cuda_array(data):
         from numba import cuda
