@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -96,7 +97,7 @@ class QTensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self._data.shape, dtype=np.int64))
+        return math.prod(self._data.shape)
 
     @property
     def device(self) -> str:
