@@ -522,13 +522,16 @@ def _bag8rows64_codegen(context, builder, sig, args):
     one = ir.Constant(_I64, 1)
     last = builder.sub(nidx, one)
 
-    def block(b, blk):
+    def block(b, blk, first, weighted, padded):
+        """One 64-column block, its row loop specialised: ``first`` (block 0)
+        prefetches, ``weighted`` multiplies by the per-sample weights,
+        ``padded`` skips padding rows (Python flags: no tests per row)."""
         col = b.mul(blk, ir.Constant(_I64, 64))
         dst = [b.bitcast(b.gep(pa, [b.add(col, ir.Constant(_I64, 16 * q))]), vptr) for q in range(4)]
 
         def row(bb, k, acc):
             p = bb.add(p0, k)
-            with bb.if_then(bb.icmp_signed("==", blk, ir.Constant(_I64, 0))):
+            if first:
                 # both ends of the row ``pf`` indices ahead (clamped into the array)
                 ahead = bb.load(bb.gep(pi, [bb.select(bb.icmp_signed("<", bb.add(p, pf), nidx),
                                                      bb.add(p, pf), last)]))
@@ -540,23 +543,43 @@ def _bag8rows64_codegen(context, builder, sig, args):
             rowp = bb.gep(pw, [bb.mul(r, W)])
             s = bb.load(bb.bitcast(bb.gep(rowp, [bb.sub(W, ir.Constant(_I64, 8))]), fptr), align=1)
             bias = bb.load(bb.bitcast(bb.gep(rowp, [bb.sub(W, ir.Constant(_I64, 4))]), fptr), align=1)
-            wt = bb.load(bb.gep(ppsw, [bb.select(has_psw, p, ir.Constant(_I64, 0))]))
-            s = bb.select(has_psw, bb.fmul(wt, s), s)
-            bias = bb.select(has_psw, bb.fmul(wt, bias), bias)
+            if weighted:
+                wt = bb.load(bb.gep(ppsw, [p]))
+                s = bb.fmul(wt, s)
+                bias = bb.fmul(wt, bias)
             sv, bv = _splat(bb, s, _VF), _splat(bb, bias, _VF)
-            skip = bb.icmp_signed("==", r, pad)  # a padding row is read (it exists), not added
+            skip = bb.icmp_signed("==", r, pad) if padded else None  # read (it exists), not added
             out = []
             for q in range(4):
                 x = bb.load(bb.bitcast(bb.gep(rowp, [bb.add(col, ir.Constant(_I64, 16 * q))]), b16), align=1)
                 v = bb.call(fma, [sv, bb.uitofp(x, _VF), bb.fadd(acc[q], bv)])
-                out.append(bb.select(skip, acc[q], v))
+                out.append(bb.select(skip, acc[q], v) if padded else v)
             return out
 
         fin = _fold(b, b.sub(p1, p0), "bag8rows64.rows", [b.load(d, align=4) for d in dst], row)
         for d, v in zip(dst, fin):
             b.store(v, d, align=4)
 
-    _for(builder, nblk, "bag8rows64", block)
+    def blocks(weighted, padded):
+        with builder.if_then(builder.icmp_signed(">", nblk, ir.Constant(_I64, 0))):
+            block(builder, ir.Constant(_I64, 0), True, weighted, padded)
+        _for(builder, builder.sub(nblk, one), "bag8rows64.more",
+             lambda b, i: block(b, b.add(i, one), False, weighted, padded))
+
+    has_pad = builder.icmp_signed(">=", pad, ir.Constant(_I64, 0))
+    with builder.if_else(has_psw) as (w_then, w_else):
+        with w_then:
+            with builder.if_else(has_pad) as (then, otherwise):
+                with then:
+                    blocks(True, True)
+                with otherwise:
+                    blocks(True, False)
+        with w_else:
+            with builder.if_else(has_pad) as (then, otherwise):
+                with then:
+                    blocks(False, True)
+                with otherwise:
+                    blocks(False, False)
     return context.get_dummy_value()
 
 
@@ -566,8 +589,11 @@ def bag8rows64(typingctx, w, W, indices, p0, p1, nidx, psw, has_psw, pad, acc, n
     blocks of 64 columns, as its JIT kernel runs it: per row in order, the
     row's scale and bias read from its last 8 bytes (times ``psw[p]`` with
     ``has_psw``), then ``a = fma(scale, q, a + bias)`` on every column, the
-    sums in registers across the rows; rows equal to ``pad`` are skipped.
-    The row ``pf`` indices ahead is prefetched (both ends).
+    sums in registers across the rows; rows equal to ``pad`` (when it is
+    not negative) are skipped.  The row ``pf`` indices ahead is prefetched
+    (both ends).  The row loop is emitted once per case (weights or not,
+    padding or not; the first block, which prefetches, or a later one), so
+    that no row tests a flag.
 
     ``w``: packed rows (contiguous uint8, row ``r`` at ``r * W``);
     ``indices`` int64 (``nidx`` of them, all valid rows); ``psw`` float32
