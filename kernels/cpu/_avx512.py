@@ -509,9 +509,11 @@ def sgemm4x64(typingctx, a, a_off, lda, nr, b, b_off, ldb, out, o_off, ldo, p0, 
 
 
 def _bag8rows64_codegen(context, builder, sig, args):
-    w_arr, W, i_arr, p0, p1, nidx, psw_arr, has_psw, pad, a_arr, nblk, pf = args
+    w_arr, W, i_arr, p0, p1, nidx, psw_arr, has_psw, pad, o_arr, o_off, nblk, pf = args
     pw, pi, ppsw, pa = (context.make_array(sig.args[k])(context, builder, args[k]).data
                         for k in (0, 2, 6, 9))
+    pa = builder.gep(pa, [o_off])
+    zero = ir.Constant(_VF, [0.0] * 16)
     fma = _intrinsic_fn(builder.module, "llvm.fma.v16f32", ir.FunctionType(_VF, [_VF, _VF, _VF]))
     i8p = ir.IntType(8).as_pointer()
     prefetch = builder.module.declare_intrinsic("llvm.prefetch", (),
@@ -556,7 +558,7 @@ def _bag8rows64_codegen(context, builder, sig, args):
                 out.append(bb.select(skip, acc[q], v) if padded else v)
             return out
 
-        fin = _fold(b, b.sub(p1, p0), "bag8rows64.rows", [b.load(d, align=4) for d in dst], row)
+        fin = _fold(b, b.sub(p1, p0), "bag8rows64.rows", [zero] * 4, row)
         for d, v in zip(dst, fin):
             b.store(v, d, align=4)
 
@@ -584,12 +586,13 @@ def _bag8rows64_codegen(context, builder, sig, args):
 
 
 @intrinsic
-def bag8rows64(typingctx, w, W, indices, p0, p1, nidx, psw, has_psw, pad, acc, nblk, pf):
+def bag8rows64(typingctx, w, W, indices, p0, p1, nidx, psw, has_psw, pad, out, o_off, nblk, pf):
     """fbgemm's 8-bit bag sum of rows ``indices[p0:p1]`` over ``nblk``
     blocks of 64 columns, as its JIT kernel runs it: per row in order, the
     row's scale and bias read from its last 8 bytes (times ``psw[p]`` with
     ``has_psw``), then ``a = fma(scale, q, a + bias)`` on every column, the
-    sums in registers across the rows; rows equal to ``pad`` (when it is
+    sums in registers from 0 across the rows, stored to
+    ``out[o_off : o_off + 64 * nblk]``; rows equal to ``pad`` (when it is
     not negative) are skipped.  The row ``pf`` indices ahead is prefetched
     (both ends).  The row loop is emitted once per case (weights or not,
     padding or not; the first block, which prefetches, or a later one), so
@@ -597,13 +600,13 @@ def bag8rows64(typingctx, w, W, indices, p0, p1, nidx, psw, has_psw, pad, acc, n
 
     ``w``: packed rows (contiguous uint8, row ``r`` at ``r * W``);
     ``indices`` int64 (``nidx`` of them, all valid rows); ``psw`` float32
-    (one element is enough without ``has_psw``); ``acc`` float32, the sums
-    so far, updated.  No bounds checks.  Plain LLVM vector code.
+    (one element is enough without ``has_psw``); ``out`` contiguous
+    float32.  No bounds checks.  Plain LLVM vector code.
     """
-    if not (_u8_c(w) and _f32_c(psw, acc) and _offsets(indices)):
+    if not (_u8_c(w) and _f32_c(psw, out) and _offsets(indices)):
         return None
     i = types.intp
-    return types.void(w, i, indices, i, i, i, psw, types.boolean, i, acc, i, i), _bag8rows64_codegen
+    return types.void(w, i, indices, i, i, i, psw, types.boolean, i, out, i, i, i), _bag8rows64_codegen
 
 
 # ------------------------------------------------------------------ 8-bit add / mul

@@ -560,6 +560,7 @@ def _bag_sum_chunks(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mea
     nb = D // per  # bytes of values per row (D is a multiple of per)
     last_col = np.int64(w.shape[1] - 1)
     whole8 = bits == 8 and D % 64 == 0
+    oflat = out.reshape(-1)
     for ch in range(c0, c1):
         # 8-bit rows accumulate into acc; 4-bit into lo / hi (the low and
         # high nibbles, each stream contiguous so that the loops vectorise);
@@ -573,6 +574,20 @@ def _bag_sum_chunks(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mea
         sb = np.empty(_GROUP, dtype=np.float32)
         bb = np.empty(_GROUP, dtype=np.float32)
         for bag in range(ch * _BAGS, min(B, (ch + 1) * _BAGS)):
+            if whole8:  # fbgemm's JIT loop, in one compiled piece, into the output row
+                end = offsets[bag + 1]
+                bag8rows64(w, w.shape[1], indices, offsets[bag], end, nidx, psw, has_psw, padding_idx,
+                           oflat, bag * D, D // 64, PREFETCH)
+                if mean:
+                    n = 0
+                    for p in range(offsets[bag], end):
+                        n += indices[p] != padding_idx
+                    if n > 0:
+                        o = out[bag]
+                        fn = np.float32(n)
+                        for j in range(D):
+                            o[j] = o[j] / fn
+                continue
             for j in range(D):
                 acc[j] = np.float32(0.0)
             for m in range(nb):
@@ -581,33 +596,27 @@ def _bag_sum_chunks(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mea
             n = 0
             k = 0
             end = offsets[bag + 1]
-            if whole8:  # fbgemm's JIT loop, in one compiled piece
-                bag8rows64(w, w.shape[1], indices, offsets[bag], end, nidx, psw, has_psw, padding_idx,
-                           acc, D // 64, PREFETCH)
-                for p in range(offsets[bag], end):
-                    n += indices[p] != padding_idx
-            else:
-                for p in range(offsets[bag], end):
-                    if p + PREFETCH < nidx:  # both ends of the row: it may span two cache lines
-                        ahead = indices[p + PREFETCH]
-                        _prefetch(w, ahead, np.int64(0))
-                        _prefetch(w, ahead, last_col)
-                    r = indices[p]
-                    if r == padding_idx:
-                        continue
-                    n += 1
-                    s, b = _row_scale_bias(w, r, D, bits)
-                    if has_psw:
-                        s = psw[p] * s
-                        b = psw[p] * b
-                    rb[k] = r
-                    sb[k] = s
-                    bb[k] = b
-                    k += 1
-                    if k == _GROUP:
-                        _add_group(w, rb, sb, bb, k, bits, D, nb, acc, lo, hi)
-                        k = 0
-                _add_group(w, rb, sb, bb, k, bits, D, nb, acc, lo, hi)
+            for p in range(offsets[bag], end):
+                if p + PREFETCH < nidx:  # both ends of the row: it may span two cache lines
+                    ahead = indices[p + PREFETCH]
+                    _prefetch(w, ahead, np.int64(0))
+                    _prefetch(w, ahead, last_col)
+                r = indices[p]
+                if r == padding_idx:
+                    continue
+                n += 1
+                s, b = _row_scale_bias(w, r, D, bits)
+                if has_psw:
+                    s = psw[p] * s
+                    b = psw[p] * b
+                rb[k] = r
+                sb[k] = s
+                bb[k] = b
+                k += 1
+                if k == _GROUP:
+                    _add_group(w, rb, sb, bb, k, bits, D, nb, acc, lo, hi)
+                    k = 0
+            _add_group(w, rb, sb, bb, k, bits, D, nb, acc, lo, hi)
             o = out[bag]
             if bits == 8:
                 for j in range(D):
