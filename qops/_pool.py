@@ -135,9 +135,14 @@ def _typed(v):
     """A cache key for a geometry argument that tells ``1`` from ``True`` and
     ``1.0`` (also inside tuples), so that a cached plan never stands in for
     the validation of a different argument."""
-    if isinstance(v, tuple):
+    t = type(v)
+    if t is int or t is str or v is None:  # the common case, as it is: a
+        return v  # wrapped key below (a tuple holding a type) never equals it
+    if t is tuple:
+        if all(type(e) is int for e in v):
+            return v
         return ("tuple",) + tuple((type(e), e) for e in v)
-    return (type(v), v)
+    return (t, v)
 
 
 def _planned(build):
