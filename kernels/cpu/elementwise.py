@@ -1013,12 +1013,13 @@ def _quantize_fma(y, inv, zpf, fmin, fmax):
 
 
 @njit(**CPU_INLINE)
-def _softmax_rows8(q, off, tables, mlev, n, e_buf, qout, raw, inv_o, zpf, fmin, fmax, r0, r1):
-    """Last-dim rows ``[r0, r1)`` of 8-bit data: ``e`` from the row maximum's
-    table, the :func:`vec_sum` of ``e`` and ``y = e * fl(1 / sum)`` as in
-    :func:`_softmax_row`, quantized straight into ``qout`` (the float32 ``e``
-    of a block of rows stays in ``e_buf``, in cache); ``raw``: ``qout`` is
-    float32 and takes ``y`` itself."""
+def _softmax_rows8(q, off, xv, tables, built, n, e_buf, qout, raw, inv_o, zpf, fmin, fmax, r0, r1):
+    """Last-dim rows ``[r0, r1)`` of 8-bit data: the row's largest level,
+    ``e`` from that level's table (``tables[m, k] = expf_sleef(xv[k] -
+    xv[m])``, built on first use: ``built[m]``), the :func:`vec_sum` of ``e``
+    and ``y = e * fl(1 / sum)`` as in :func:`_softmax_row`, quantized straight
+    into ``qout`` (the float32 ``e`` of a block of rows stays in ``e_buf``,
+    in cache); ``raw``: ``qout`` is float32 and takes ``y`` itself."""
     nu = np.uint64(n)
     offu = np.uint64(off)
     inv = np.empty(_ROWS8_BLOCK, np.float32)
@@ -1026,8 +1027,18 @@ def _softmax_rows8(q, off, tables, mlev, n, e_buf, qout, raw, inv_o, zpf, fmin, 
         b1 = min(r1, b0 + _ROWS8_BLOCK)
         for o in range(b0, b1):
             k = o - b0
-            inv[k] = _F32_ONE / _lookup_sum(tables[mlev[o] + off], q[o * n:(o + 1) * n],
-                                            e_buf[k * n:(k + 1) * n], n, offu)
+            qr = q[o * n:(o + 1) * n]
+            m = qr[0]
+            for j in range(np.uint64(1), nu):  # the row is in cache for the lookups next
+                v = qr[j]
+                m = v if v > m else m
+            lev = np.int64(m) + off
+            if not built[lev]:
+                mx = xv[lev]
+                for c in range(256):
+                    tables[lev, c] = expf_sleef(xv[c] - mx)
+                built[lev] = True
+            inv[k] = _F32_ONE / _lookup_sum(tables[lev], qr, e_buf[k * n:(k + 1) * n], n, offu)
         for o in range(b0, b1):
             k = o - b0
             e = e_buf[k * n:(k + 1) * n]
@@ -1078,12 +1089,15 @@ def _softmax_columns8(q, off, tv, ts, flags, mlev, outer, n, inner, buf, qout, r
 
 
 @njit(**CPU)
-def _softmax_levels_span(q, off, tv, ts, flags, mlev, outer, n, inner, lastdim, qout, raw, inv_o, zpf,
+def _softmax_levels_span(q, off, xv, tv, ts, flags, mlev, outer, n, inner, lastdim, qout, raw, inv_o, zpf,
                          fmin, fmax, u0, u1):
-    """Units ``[u0, u1)``: rows (``lastdim``) or 16-column blocks."""
+    """Units ``[u0, u1)``: rows (``lastdim``; this part's own tables, built
+    as the rows need them) or 16-column blocks."""
     if lastdim:
         e_buf = np.empty(_ROWS8_BLOCK * n, np.float32)
-        _softmax_rows8(q, off, tv, mlev, n, e_buf, qout, raw, inv_o, zpf, fmin, fmax, u0, u1)
+        tables = np.empty((256, 256), np.float32)
+        built = np.zeros(256, np.bool_)
+        _softmax_rows8(q, off, xv, tables, built, n, e_buf, qout, raw, inv_o, zpf, fmin, fmax, u0, u1)
     else:
         buf = np.empty(16 * n, np.float32)
         _softmax_columns8(q, off, tv, ts, flags, mlev, outer, n, inner, buf, qout, raw, inv_o, zpf,
@@ -1115,15 +1129,12 @@ def softmax_levels(q, xv, flags, qout, outer, n, inner, lastdim, inv_o, zpf, qmi
     arguments are then unused)."""
     off = 128 if q.dtype == np.int8 else 0
     rows = outer * inner
-    mlev = np.empty(rows, np.int64)
-    _softmax_max_levels(q, outer, n, inner, mlev)
-    if lastdim:
-        used = np.zeros(256, np.bool_)
-        used[mlev + off] = True
-        tv = np.empty((256, 256), np.float32)
-        _softmax_tables(xv, used, True, tv)
-        ts = tv
+    if lastdim:  # row maxima and their tables inside the row pass
+        mlev = np.empty(0, np.int64)
+        tv = ts = np.empty((0, 256), np.float32)
     else:
+        mlev = np.empty(rows, np.int64)
+        _softmax_max_levels(q, outer, n, inner, mlev)
         vec = flags.view(np.bool_)
         used_v = np.zeros(256, np.bool_)
         used_v[mlev[vec] + off] = True
@@ -1134,7 +1145,7 @@ def softmax_levels(q, xv, flags, qout, outer, n, inner, lastdim, inv_o, zpf, qmi
         _softmax_tables(xv, used_v, True, tv)
         _softmax_tables(xv, used_s, False, ts)
     units = outer if lastdim else outer * ((inner + 15) // 16)
-    args = (q, off, tv, ts, flags, mlev, outer, n, inner, lastdim, qout, qout.dtype == np.float32,
+    args = (q, off, xv, tv, ts, flags, mlev, outer, n, inner, lastdim, qout, qout.dtype == np.float32,
             np.float32(inv_o), np.float32(zpf), np.float32(qmin), np.float32(qmax))
     if q.size >= (SOFTMAX_PARALLEL_MIN if lastdim else SOFTMAX_COLUMNS_PARALLEL_MIN):
         run_ranges(_softmax_levels_span, units, *args, align=1)
