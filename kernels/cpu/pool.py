@@ -406,14 +406,25 @@ def _max_cl_rows_simd(xf, outf, nc, r0, r1, dims, lo_d, hi_d, lo_h, hi_h, lo_w, 
     offs = np.empty(max(maxtaps, 1), np.int64)
     nblk = nc // 64
     n, a, b, c_ = _cl_row(r0, dims)
+    k = 0
+    first = -1  # the column whose window ``offs`` holds, in this output row
     for r in range(r0, r1):
-        k = _cl_taps(offs, n, a, b, c_, dims, nc, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw)
+        if c_ == 0:
+            first = -1
+        if first >= 0 and hi_w[c_] - lo_w[c_] == hi_w[first] - lo_w[first]:
+            # the same taps as column ``first``'s window, moved along W
+            shift = (lo_w[c_] - lo_w[first]) * nc
+        else:
+            k = _cl_taps(offs, n, a, b, c_, dims, nc, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw)
+            first = c_
+            shift = 0
         o = r * nc
-        maxtaps64(xf, offs, k, nblk, outf, o, lowest)
+        xs = xf[shift:]
+        maxtaps64(xs, offs, k, nblk, outf, o, lowest)
         for ch in range(nblk * 64, nc):
             v = lowest
             for t in range(k):
-                v = max(v, np.int64(xf[offs[t] + ch]))
+                v = max(v, np.int64(xs[offs[t] + ch]))
             outf[o + ch] = v
         n, a, b, c_ = _cl_next(n, a, b, c_, dims)
 
