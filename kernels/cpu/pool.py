@@ -508,15 +508,25 @@ def _avg_cl_rows_simd(xf, out2, acc, r0, r1, dims, lo_d, hi_d, ext_d, lo_h, hi_h
     zpf = np.float32(zp)
     offs = np.empty(max(maxtaps, 1), np.int64)
     n, a, b, c_ = _cl_row(r0, dims)
+    k = 0
+    first = -1  # the column whose window ``offs`` holds, in this output row
     for r in range(r0, r1):
         size, d, m = _avg_window(a, b, c_, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
                                  cip, divisor, mode)
-        k = _cl_taps(offs, n, a, b, c_, dims, nc, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, 1, 1, 1)
-        sumtaps64(xf, offs, k, nblk, acc)
+        if c_ == 0:
+            first = -1
+        if first >= 0 and hi_w[c_] - lo_w[c_] == hi_w[first] - lo_w[first]:
+            shift = (lo_w[c_] - lo_w[first]) * nc  # the same taps, moved along W
+        else:
+            k = _cl_taps(offs, n, a, b, c_, dims, nc, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, 1, 1, 1)
+            first = c_
+            shift = 0
+        xs = xf[shift:]
+        sumtaps64(xs, offs, k, nblk, acc)
         for ch in range(nblk * 64, nc):
             t = np.int32(0)
             for q in range(k):
-                t = add_i32(t, np.int32(xf[offs[q] + ch]))
+                t = add_i32(t, np.int32(xs[offs[q] + ch]))
             acc[ch] = t
         _finish_cl(mode, acc, out2[r], nc, cvec, size, d, m, zp, zpf, qmin, qmax)
         n, a, b, c_ = _cl_next(n, a, b, c_, dims)
