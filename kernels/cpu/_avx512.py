@@ -175,6 +175,16 @@ def _fold(builder, n, name, init, emit):
     return acc
 
 
+def _for_bits(builder, bits, n, name, four, eight):
+    """Emit ``for i in range(n): four(builder, i)`` when the run-time ``bits``
+    is 4, else the same loop over ``eight`` (the 4-bit and 8-bit row kernels)."""
+    with builder.if_else(builder.icmp_unsigned("==", bits, ir.Constant(bits.type, 4))) as (then, otherwise):
+        with then:
+            _for(builder, n, f"{name}.4", four)
+        with otherwise:
+            _for(builder, n, f"{name}.8", eight)
+
+
 def _map64(builder, px, po, nvec, name, fn):
     """Emit ``for v in range(nvec): po[64v : 64v+64] = fn(px[64v : 64v+64])``
     over 64-byte vectors (unaligned loads and stores); ``fn(builder, xv)``
@@ -342,12 +352,7 @@ def _rowq64_codegen(context, builder, sig, args):
         dst = b.gep(po, [b.lshr(base, ir.Constant(_I64, 1))])
         b.store(b.trunc(w, v32), b.bitcast(dst, v32.as_pointer()), align=1)
 
-    four = builder.icmp_unsigned("==", bits, ir.Constant(bits.type, 4))
-    with builder.if_else(four) as (then, otherwise):
-        with then:
-            _for(builder, nblk, "rowq64.4", one4)
-        with otherwise:
-            _for(builder, nblk, "rowq64.8", one8)
+    _for_bits(builder, bits, nblk, "rowq64", one4, one8)
     return context.get_dummy_value()
 
 
@@ -423,12 +428,7 @@ def _bagacc64_codegen(context, builder, sig, args):
         for d, v in zip(dst, fin):
             b.store(v, d, align=4)
 
-    four = builder.icmp_unsigned("==", bits, ir.Constant(bits.type, 4))
-    with builder.if_else(four) as (then, otherwise):
-        with then:
-            _for(builder, nblk, "bagacc64.4", block4)
-        with otherwise:
-            _for(builder, nblk, "bagacc64.8", block8)
+    _for_bits(builder, bits, nblk, "bagacc64", block4, block8)
     return context.get_dummy_value()
 
 

@@ -244,7 +244,7 @@ def _max_nc_plane(x, out, p, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, low
 
 
 @njit(**CPU)
-def _max_nc_serial(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest, items):
+def _max_nc_serial(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
     hm = np.empty((x.shape[1], x.shape[2], out.shape[3]), x.dtype)
     for p in range(x.shape[0]):
         _max_nc_plane(x, out, p, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest, hm)
@@ -612,7 +612,7 @@ def max_pool_nc(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
         run_ranges(_max_nc_range, x.shape[0], x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw,
                    lowest, align=1)
     else:
-        _max_nc_serial(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest, _items())
+        _max_nc_serial(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest)
 
 
 @njit(**CPU_INLINE)
