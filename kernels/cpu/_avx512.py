@@ -569,19 +569,19 @@ def _bag8rows64_codegen(context, builder, sig, args):
              lambda b, i: block(b, b.add(i, one), False, weighted, padded))
 
     has_pad = builder.icmp_signed(">=", pad, ir.Constant(_I64, 0))
-    with builder.if_else(has_psw) as (w_then, w_else):
-        with w_then:
-            with builder.if_else(has_pad) as (then, otherwise):
-                with then:
-                    blocks(True, True)
-                with otherwise:
-                    blocks(True, False)
-        with w_else:
-            with builder.if_else(has_pad) as (then, otherwise):
-                with then:
-                    blocks(False, True)
-                with otherwise:
-                    blocks(False, False)
+
+    def by_padding(weighted):
+        with builder.if_else(has_pad) as (then, otherwise):
+            with then:
+                blocks(weighted, True)
+            with otherwise:
+                blocks(weighted, False)
+
+    with builder.if_else(has_psw) as (then, otherwise):
+        with then:
+            by_padding(True)
+        with otherwise:
+            by_padding(False)
     return context.get_dummy_value()
 
 
