@@ -150,3 +150,122 @@ def test_parts_on_python_threads_from_threads_and_forks():
         """
     )
     assert _check(res) == ["40", "True", "True"]
+
+
+# ---------------------------------------------------------------- the part pool
+
+
+@pytest.fixture
+def split():
+    import numba
+
+    from qops.kernels import _split
+
+    saved = numba.get_num_threads()
+    numba.set_num_threads(min(3, numba.config.NUMBA_NUM_THREADS))
+    yield _split
+    numba.set_num_threads(saved)
+
+
+def test_parts_return_in_order_and_wait_for_slow_parts(split):
+    """A part slower than the polling budget still lands before run_parts
+    returns (the hand-over sleeps on the done lock), in argument order."""
+    import time
+
+    k = split.parts()
+    if k < 2:
+        pytest.skip("needs two Numba threads")
+
+    def part(i, delay):
+        time.sleep(delay)
+        return i * i
+
+    for delays in ([0.0] * k, [0.0] + [0.05] * (k - 1), [0.05] + [0.0] * (k - 1)):
+        assert split.run_parts(part, [(i, d) for i, d in enumerate(delays)]) == [i * i for i in range(k)]
+    assert split.run_ranges(lambda lo, hi: (lo, hi), 1000, align=64)[-1][1] == 1000
+
+
+def test_a_failing_part_raises_after_all_parts_finished(split):
+    import time
+
+    k = split.parts()
+    if k < 2:
+        pytest.skip("needs two Numba threads")
+    finished = []
+
+    def part(i):
+        if i == 1:
+            raise ArithmeticError(f"part {i}")
+        time.sleep(0.05)
+        finished.append(i)
+        return i
+
+    with pytest.raises(ArithmeticError, match="part 1"):
+        split.run_parts(part, [(i,) for i in range(k)])
+    assert sorted(finished) == [i for i in range(k) if i != 1]
+    assert split.run_parts(lambda i: -i, [(i,) for i in range(k)]) == [-i for i in range(k)]
+
+
+def test_a_part_that_splits_again_runs_its_parts_in_turn(split):
+    k = split.parts()
+    if k < 2:
+        pytest.skip("needs two Numba threads")
+
+    def inner(i, j):
+        return 10 * i + j
+
+    def outer(i):
+        return split.run_parts(inner, [(i, j) for j in range(k)])
+
+    assert split.run_parts(outer, [(i,) for i in range(k)]) == [
+        [10 * i + j for j in range(k)] for i in range(k)
+    ]
+
+
+def test_interrupted_wait_replaces_the_pool(split, monkeypatch):
+    """An exception while waiting for the workers (Ctrl-C) leaves their locks
+    out of step: the pool is dropped and the next call builds a new one."""
+    k = split.parts()
+    if k < 2:
+        pytest.skip("needs two Numba threads")
+    split.run_parts(abs, [(i,) for i in range(k)])
+    old = split._pool
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(split, "_join", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        split.run_parts(abs, [(-i,) for i in range(k)])
+    monkeypatch.undo()
+    assert split.run_parts(abs, [(-i,) for i in range(k)]) == list(range(k))
+    assert split._pool is not old
+
+
+@pytest.mark.parametrize("value", ["fast", "-1", "2e6"])
+def test_spin_setting_is_validated(value, monkeypatch):
+    from qops.kernels import _split
+
+    monkeypatch.setenv("QOPS_SPIN_US", value)
+    with pytest.raises(ValueError, match="QOPS_SPIN_US"):
+        _split.spin_microseconds()
+
+
+def test_parts_without_polling():
+    """QOPS_SPIN_US=0: every hand-over sleeps and wakes; results unchanged."""
+    res = _python(
+        """
+        from qops.kernels import _split
+        from qops.kernels.cpu.observe import MINMAX_PARALLEL_MIN
+        import numba
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        y = np.random.default_rng(2).standard_normal(MINMAX_PARALLEL_MIN + 5).astype(np.float32)
+        y[7] = -11.0
+        o = qops.observer.MinMaxObserver()
+        for _ in range(20):
+            o(y)
+        print(float(o.min_val) == -11.0, float(o.max_val) == float(y.max()), getattr(_split._pool, 'budget', 0))
+        """,
+        env_extra={"QOPS_SPIN_US": "0"},
+    )
+    assert _check(res) == ["True", "True", "0"]

@@ -4,7 +4,12 @@
 [--repeat 15]`` imports the class from ``asv_benchmarks/benchmarks``, runs
 ``setup`` for every parameter combination whose first parameter is the
 implementation (``impl``), and times each ``time_*`` method of qops and of each
-peer alternately, ``--repeat`` rounds, keeping each one's minimum.  It prints
+peer in turn, ``--repeat`` rounds, keeping each one's minimum.  In a round each
+implementation gets the machine to itself and warm, as asv's back-to-back
+calls in one process give it: 20 ms of sleep first (a GNU OpenMP team keeps
+polling about 8 ms after torch's last parallel call, qops's part pool
+``QOPS_SPIN_US``, see ``docs/threading.md``), one untimed call, then
+``--inner`` timed calls back to back.  It prints
 one line per case: the minima in milliseconds and ``peer/qops`` (above 1:
 qops is faster).  The geometric mean of the ratios ends the output.
 
@@ -51,6 +56,8 @@ def main(argv=None):
     ap.add_argument("--filter", action="append", default=[], metavar="NAME=VALUE",
                     help="keep only cases whose parameter NAME prints as VALUE (repeatable)")
     ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--inner", type=int, default=3,
+                    help="back-to-back calls per implementation and round (default 3)")
     args = ap.parse_args(argv)
     module, name = args.target.rsplit(".", 1)
     cls = getattr(importlib.import_module(f"benchmarks.{module}"), name)
@@ -65,9 +72,12 @@ def main(argv=None):
         best = {impl: math.inf for impl, t in timers.items() if t is not None}
         for _ in range(args.repeat):
             for impl in best:
-                t0 = time.perf_counter()
+                time.sleep(0.02)
                 timers[impl]()
-                best[impl] = min(best[impl], time.perf_counter() - t0)
+                for _ in range(args.inner):
+                    t0 = time.perf_counter()
+                    timers[impl]()
+                    best[impl] = min(best[impl], time.perf_counter() - t0)
         cells = "  ".join(f"{impl} {best[impl] * 1e3:8.3f} ms" for impl in best)
         peers = [impl for impl in best if impl != "qops"]
         rel = "  ".join(f"{p}/qops {best[p] / best['qops']:5.2f}" for p in peers)
