@@ -25,6 +25,7 @@ PARALLEL_MIN = 1 << 17
 #: instructions per 64 bytes: clamps, table lookups) runs in parts on several
 #: threads (:mod:`qops.kernels._split`, Python threads: a ``workqueue``
 #: launch costs 0.1-0.3 ms and gains little here).  On the reference machine
-#: relu takes 0.23 ms for 8M bytes either way, and 0.68 ms on one thread
-#: against 0.40 ms in two parts for 16M.
-STREAM_PARALLEL_MIN = 1 << 23
+#: (whole relu calls, median of 40 back to back, one thread / two parts):
+#: 1M bytes 0.029 / 0.028-0.052 ms (two threads that the scheduler put on
+#: one core in some runs), 2M 0.053 / 0.040 ms, 16M 0.68 / 0.40 ms.
+STREAM_PARALLEL_MIN = 1 << 21

@@ -279,10 +279,14 @@ def _broadcast_shape(op, sa, sb):
 _TABLE_MIN = 1 << 16
 #: From this many elements on, the 8-bit add / mul runs in parts on several
 #: threads (``kernels.cpu.elementwise.binary8_*_parts``).  Measured with the
-#: AVX-512 add on the reference machine: 1M elements take 0.135 ms on one
-#: thread and 0.16-0.18 ms in two parts, 4M 0.54 and 0.38 ms, 16M 2.2 and
-#: 1.15-1.30 ms.
-_FLAT_PARALLEL_MIN = 1 << 22
+#: AVX-512 add on the reference machine, whole calls, median of 40 back to
+#: back, one thread / two parts: 512K elements 0.086 / 0.064 ms, 1M 0.153 /
+#: 0.098 ms, 2M 0.29 / 0.18 ms (a (1024, 1024) + (1024,) broadcast: 0.157 /
+#: 0.102 ms).  While the threads of the parts still slept between calls
+#: (before the pool polled) two parts only paid off from 4M elements.
+_FLAT_PARALLEL_MIN = 1 << 19
+#: The same for QNNPACK's add, whose parallel kernel is a ``prange``.
+_Q8ADD_PARALLEL_MIN = 1 << 22
 
 
 def _torch_params(kind, a, b, so, zo, dtype):
@@ -506,7 +510,7 @@ def _qnnpack_add(op, relu, a, b, so, zo, device):
     n = math.prod(shape)
     out = _empty(device, n, np.uint8)
     if n:
-        fn = "elementwise.q8add_parallel" if n >= _FLAT_PARALLEL_MIN else "elementwise.q8add"
+        fn = "elementwise.q8add_parallel" if n >= _Q8ADD_PARALLEL_MIN else "elementwise.q8add"
         _dispatch.run(fn, device, ad.reshape(-1), bd.reshape(-1), out, *params)
     out = out.reshape(ad.shape).transpose(0, 3, 1, 2) if cl else out.reshape(shape)
     return QTensor._per_tensor(out, quint8, so, zo)

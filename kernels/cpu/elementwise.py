@@ -1106,11 +1106,11 @@ def _softmax_levels_span(q, off, xv, tv, ts, flags, mlev, outer, n, inner, lastd
 
 #: Elements from which the 8-bit softmax runs in parts on several threads
 #: (:mod:`qops.kernels._split`), over the last dim and over another one.
-#: Measured on the reference machine (whole call, one thread / two parts):
-#: rows of 256, 1M elements 0.62 / 0.62 ms, 16M 16.7 / 14.6 ms; 16 columns
-#: over dim 1, 256K 1.25 / 0.88 ms, 1M 5.0 / 3.3 ms.  The second thread
-#: starts about 0.1 ms late, which the short row pass does not hide.
-SOFTMAX_PARALLEL_MIN = 1 << 23
+#: Measured on the reference machine (whole call, median of 40 back to back,
+#: one thread / two parts): rows of 256, 256K elements 0.158 / 0.145 ms,
+#: 512K 0.29 / 0.18 ms, 1M 0.545 / 0.303 ms; 16 columns over dim 1, 256K
+#: 1.25 / 0.88 ms, 1M 5.0 / 3.3 ms.
+SOFTMAX_PARALLEL_MIN = 1 << 19
 SOFTMAX_COLUMNS_PARALLEL_MIN = 1 << 18
 
 
