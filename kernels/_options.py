@@ -26,6 +26,5 @@ PARALLEL_MIN = 1 << 17
 #: threads (:mod:`qops.kernels._split`, Python threads: a ``workqueue``
 #: launch costs 0.1-0.3 ms and gains little here).  On the reference machine
 #: (whole relu calls, median of 40 back to back, one thread / two parts):
-#: 1M bytes 0.029 / 0.028-0.052 ms (two threads that the scheduler put on
-#: one core in some runs), 2M 0.053 / 0.040 ms, 16M 0.68 / 0.40 ms.
+#: 1M bytes 0.029 / 0.029 ms, 2M 0.055 / 0.041 ms, 16M 0.68 / 0.40 ms.
 STREAM_PARALLEL_MIN = 1 << 21

@@ -191,6 +191,7 @@ def test_prelu_every_byte_and_layout(dt, parallel, simd, rng, monkeypatch):
     if not simd:
         monkeypatch.setenv("QOPS_DISABLE_AVX512", "1")
     monkeypatch.setattr(A, "PRELU_PARALLEL_MIN", 0 if parallel else 1 << 62)
+    monkeypatch.setattr(A, "PRELU_PARTS_MIN", 0 if parallel else 1 << 62)
     qd, td, sd = DTYPES[dt]
     lo = qd.qmin
     byte = np.arange(lo, lo + 256).astype(sd)

@@ -269,3 +269,47 @@ def test_parts_without_polling():
         env_extra={"QOPS_SPIN_US": "0"},
     )
     assert _check(res) == ["True", "True", "0"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sched_getcpu / affinity are Linux's")
+def test_a_worker_leaves_the_callers_cpu():
+    """leave_cpu moves the calling thread off a CPU and keeps its affinity;
+    _shared_cpu reports the CPU only when the caller posted from it."""
+    import ctypes
+    import threading
+
+    import numpy as np
+
+    from qops.kernels import _split
+
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    getcpu = ctypes.CDLL(None).sched_getcpu
+    seen = {}
+
+    def body():
+        here = getcpu()
+        ctl = np.zeros(_split._SLOTS, np.int64)
+        ctl[_split._CALLER_CPU] = here
+        seen["shared"] = (_split._shared_cpu(ctl, 0), here)
+        ctl[_split._CALLER_CPU] = here + 1
+        seen["other"] = (_split._shared_cpu(ctl, 0), getcpu())
+        moves = []
+        for _ in range(20):
+            here = getcpu()
+            _split.leave_cpu(here)
+            moves.append(getcpu() != here)
+        seen["moved"] = (moves, os.sched_getaffinity(0))
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    shared, here = seen["shared"]
+    # the thread may migrate between the two reads; then -1 is right too
+    assert shared in (here, -1)
+    other, now = seen["other"]
+    assert other == -1 or other == now == here + 1
+    moves, affinity = seen["moved"]
+    assert all(moves)
+    assert affinity == cpus

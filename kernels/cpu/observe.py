@@ -62,10 +62,9 @@ _F32_NINF = np.float32(-np.inf)
 #: float32 elements from which the AVX512F min/max pass runs in parts on
 #: several threads (:mod:`qops.kernels._split`).  Measured on the reference
 #: machine, whole observer calls, median of 40 back to back, one thread /
-#: two parts: 1M 0.063 / 0.061-0.094 ms (two threads that the scheduler put
-#: on one core in some runs), 2M 0.112 / 0.083 ms; 16M 2.0-2.2 ms on one,
-#: 0.81-1.37 ms in two parts.
-MINMAX_PARALLEL_MIN = 1 << 21
+#: two parts: 512K 0.041 / 0.042 ms, 1M 0.065 / 0.054 ms, 2M 0.112 / 0.075
+#: ms; 16M 2.0-2.2 ms on one, 0.81-1.37 ms in two parts.
+MINMAX_PARALLEL_MIN = 1 << 20
 
 #: torch's ``Vectorized<float>`` lanes in its sum kernel (measured: 8 on an
 #: AVX-512 CPU too) and the ``at::internal::GRAIN_SIZE`` of its reductions.

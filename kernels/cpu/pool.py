@@ -596,6 +596,15 @@ def _big(x, out):
     return x.size + 16 * out.size >= POOL_PARALLEL_WORK
 
 
+#: Bytes the windows read (output bytes x taps per window) from which the
+#: AVX-512 channels-last pools run in parts (:mod:`qops.kernels._split`).
+#: Measured on the reference machine, whole calls, median of 200 back to
+#: back: a 3x3 / stride 2 max pool of 1M bytes (2.4M read) 78 us on one
+#: thread, 55 us in two parts; a 2x2x2 average pool of 1M bytes (1M read)
+#: 81 us on one thread.
+SIMD_CL_PARTS_MIN = 1 << 19
+
+
 def _items():
     """Work items of the planes-first drivers: a few per thread."""
     return 4 * numba.get_num_threads()
@@ -639,12 +648,10 @@ def max_pool_cl(x, out, lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest):
     """Max pooling, channels last (``x`` of shape ``(N, D, H, W, C)``)."""
     c = x.shape[4]
     if _simd_cl(x):
-        # the work is the bytes the windows read (2.4M for a 3x3 / stride 2
-        # pool of 1M bytes: 0.11 ms on one thread, 0.27 ms on two, measured)
         taps = _max_taps(lo_d, hi_d, lo_h, hi_h, lo_w, hi_w)
         xf, of, rows = x.reshape(-1), out.reshape(-1), out.size // c
         rest = (_dims(x, out), lo_d, hi_d, lo_h, hi_h, lo_w, hi_w, dd, dh, dw, lowest, taps)
-        if out.size * taps >= 4 * POOL_PARALLEL_WORK:
+        if out.size * taps >= SIMD_CL_PARTS_MIN:
             run_ranges(_max_cl_rows_simd, rows, xf, of, c, align=1, tail=rest)
         else:
             _max_cl_rows_simd(xf, of, c, 0, rows, *rest)
@@ -691,7 +698,7 @@ def avg_pool_cl(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
         # 0.42 ms in two parts, and 16M the same either way (5.3-5.5 ms)
         args = (x.reshape(-1), out.reshape(-1, c), _dims(x, out), lo_d, hi_d, ext_d, lo_h, hi_h,
                 ext_h, lo_w, hi_w, ext_w, cip, divisor, mode, cvec, zp, qmin, qmax, int(taps))
-        if big:
+        if out.size * taps >= SIMD_CL_PARTS_MIN:
             run_ranges(_avg_cl_simd_range, rows, *args, align=1)
         else:
             _avg_cl_simd_range(*args, 0, rows)
