@@ -163,8 +163,9 @@ def test_interpolate_matches_torch(rng, dtype, mode):
 
 def test_interpolate_large_parallel(rng, monkeypatch):
     """Outputs above the parallel threshold take the chunked parallel drivers
-    (the channels-last nearest copy's own threshold lowered to reach them)."""
-    monkeypatch.setattr(cpu_resample, "NEAREST_CL_PARALLEL_MIN", cpu_resample.PARALLEL_MIN)
+    (the channels-last nearest copy runs in parts from its own threshold,
+    lowered to reach it)."""
+    monkeypatch.setattr(cpu_resample, "NEAREST_CL_PARTS_MIN", cpu_resample.PARALLEL_MIN)
     for layout in ("nchw", "nhwc"):
         ints = full_range(rng, qops.quint8, (2, 24, 61, 47))
         q, t = pair(ints, qops.quint8, 0.05, 131, layout)

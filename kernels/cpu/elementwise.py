@@ -559,7 +559,14 @@ def _sgemm_blocked_cols(a, b, o, i, r, k, kc, j0, n):
                 o[j] = o[j] + acc[j - j0]
 
 
-@njit(**CPU_PARALLEL)
+#: Multiply-adds from which :func:`matmul_sgemm` runs in parts
+#: (:mod:`qops.kernels._split`; a ``prange`` on the ``workqueue`` layer cost
+#: 50-65 us a launch).  Measured on the reference machine: 8 products of
+#: (128, 64) @ (64, 128), 8.4M multiply-adds, 150 us on one thread, 85 us in
+#: two parts.
+MATMUL_PARTS_MIN = 1 << 19
+
+
 def matmul_sgemm(a, b, out, rows, naive):
     """``out[i] = a[i] @ b[i]`` in float32, summed in the order torch 2.13's
     ``at::matmul`` sums on the reference host.
@@ -571,7 +578,23 @@ def matmul_sgemm(a, b, out, rows, naive):
     the blocked path (2) whole 64-column tiles by
     :func:`~qops.kernels.cpu._avx512.sgemm4x64` (the sums of 4 rows in
     registers, each ``b`` load shared by them), the other columns and paths
-    row by row; each row's sums are the same either way."""
+    row by row; each row's sums are the same either way, and so is the split
+    of the groups of 4 rows into parts."""
+    nbat, m, k = a.shape
+    n = b.shape[2]
+    if k == 0:  # empty sums
+        out.reshape(-1)[:] = 0.0
+        return
+    units = nbat * ((m + 3) // 4)
+    if nbat * m * k * n >= MATMUL_PARTS_MIN:
+        run_ranges(_matmul_sgemm_range, units, a, b, out, rows, naive, align=1)
+    else:
+        _matmul_sgemm_range(a, b, out, rows, naive, 0, units)
+
+
+@njit(**CPU)
+def _matmul_sgemm_range(a, b, out, rows, naive, t0, t1):
+    """Groups of 4 rows ``t0 : t1`` (over all matrices) of :func:`matmul_sgemm`."""
     nbat, m, k = a.shape
     n = b.shape[2]
     kc = max(sgemm_kc(k), 1)
@@ -580,10 +603,7 @@ def matmul_sgemm(a, b, out, rows, naive):
     bf = b.reshape(-1)
     of = out.reshape(-1)
     n64 = n // 64 * 64
-    if k == 0:  # empty sums
-        of[:] = 0.0
-        return
-    for t in prange(nbat * ng):
+    for t in range(t0, t1):
         i = t // ng
         g0 = (t - i * ng) * 4
         g1 = min(m, g0 + 4)
