@@ -9,6 +9,7 @@ describes the arithmetic of every profile.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from . import _dispatch
 from ._device import is_cuda_array, to_device
+from ._recipes import channel_params, quantize_recipe
 from ._ops import dequantize, quantize_per_tensor, requantize
 from ._validate import check_scale, check_zero_point
 from .dtypes import per_tensor_affine, per_tensor_symmetric, qint8, qint32, quint8
@@ -932,6 +934,14 @@ def matmul(a, b, scale, zero_point, *, numerics=None, torch_threads=None) -> QTe
                           float(_F32(a._scale)) * float(_F32(b._scale)), float(_F32(so)), zo,
                           dtype.qmin, dtype.qmax, out)
         return QTensor._per_tensor(out.reshape(out_shape), dtype, so, zo)
+    if device == "cpu":  # one fused launch: the same integers as the three steps below
+        out = np.empty((nb, m, n), dtype.storage)
+        if nb * m * n:
+            rows, naive = _sgemm_plan(len(sa_), nb, m, k, n, threads)
+            _dispatch.run("elementwise.matmul_q8", device, _contig(a._data).reshape(nb, m, k),
+                          _contig(b._data).reshape(nb, k, n), _F32(a._scale), a._zero_point,
+                          _F32(b._scale), b._zero_point, rows, naive, out, *_quantize_args(so, zo, dtype))
+        return QTensor._per_tensor(out.reshape(out_shape), dtype, so, zo)
     fa = dequantize(a, numerics="fbgemm").reshape(nb, m, k)
     fb = dequantize(b, numerics="fbgemm").reshape(nb, k, n)
     fc = _empty(device, (nb, m, n), np.float32)
@@ -939,6 +949,18 @@ def matmul(a, b, scale, zero_point, *, numerics=None, torch_threads=None) -> QTe
         rows, naive = _sgemm_plan(len(sa_), nb, m, k, n, threads)
         _dispatch.run("elementwise.matmul_sgemm", device, _contig(fa), _contig(fb), fc, rows, naive)
     return quantize_per_tensor(fc.reshape(out_shape), so, zo, dtype, numerics="fbgemm")
+
+
+@functools.lru_cache(maxsize=256)
+def _quantize_args(scale, zero_point, dtype):
+    """``(mode, s, inv, zpf, zpi, qmin, qmax, nanq)`` of torch's per-tensor
+    quantization to ``(scale, zero_point, dtype)``, as ``quantize_per_tensor``
+    passes them to the quantize kernel."""
+    mode, nanq = quantize_recipe("fbgemm", dtype, False, False)
+    s32, inv32, _s64, zpf32, zpi = channel_params([scale], [zero_point])
+    for arr in (s32, inv32, zpf32, zpi):
+        arr.flags.writeable = False
+    return (mode, s32, inv32, zpf32, zpi, dtype.qmin, dtype.qmax, nanq)
 
 
 def _torch_threads(op, torch_threads):

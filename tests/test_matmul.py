@@ -104,12 +104,12 @@ def _restore_torch_threads():
 
 @measured_host
 @pytest.mark.parametrize("threads", [1, 2])
-def test_float_sums_are_torchs(rng, threads):
+def test_float_sums_are_torchs(rng, threads, parts):
     """Every float32 bit of the product equals torch.matmul's, over the paths above
-    and 60 random shapes (random batch, M, K, N with single columns favoured)."""
+    and 120 random shapes (random batch, M, K, N with single columns favoured)."""
     torch.set_num_threads(threads)
     shapes = [s[:4] for s in SHAPES]
-    for _ in range(60):
+    for _ in range(120):
         batch = tuple(int(v) for v in rng.integers(1, 4, int(rng.integers(0, 3))))
         n = int(rng.choice([1, 2, 5, int(rng.integers(1, 70))]))
         shapes.append((batch, int(rng.integers(1, 70)), int(rng.integers(0, 450)), n))
@@ -135,9 +135,18 @@ def _torch_q(q):
                                                    q.q_scale(), q.q_zero_point())
 
 
+@pytest.fixture(params=[False, True], ids=["one-part", "parts"])
+def parts(request, monkeypatch):
+    """The float32 products on one thread, or in parts from any size."""
+    from qops.kernels.cpu import elementwise as E
+
+    monkeypatch.setattr(E, "MATMUL_PARTS_MIN", 0 if request.param else 1 << 62)
+    return request.param
+
+
 @measured_host
 @pytest.mark.parametrize("dtype", [qops.quint8, qops.qint8], ids=lambda d: d.name)
-def test_matmul_matches_torch(rng, dtype):
+def test_matmul_matches_torch(rng, dtype, parts):
     """Integers and qparams equal torch.ops.quantized.matmul's, with torch on 1 and
     2 threads, on transposed inputs too (torch's dequantize makes them contiguous).
     A fine output scale puts many outputs near rounding ties of the float sums."""
@@ -154,6 +163,23 @@ def test_matmul_matches_torch(rng, dtype):
             want = torch.ops.quantized.matmul(_torch_q(a), _torch_q(b), so, 128 - d)
             np.testing.assert_array_equal(got.int_repr(), want.int_repr().numpy(), err_msg=str((batch, m, k, n)))
             assert (got.q_scale(), got.q_zero_point()) == (want.q_scale(), want.q_zero_point())
+
+
+@pytest.mark.parametrize("dtype", [qops.quint8, qops.qint8], ids=lambda d: d.name)
+def test_fused_matmul_is_the_three_steps(rng, dtype, parts):
+    """On any host: the CPU's one-launch matmul (byte tables, products, output
+    quantization per group of rows) gives the integers of dequantize, the
+    float32 products and quantize_per_tensor run one after the other."""
+    lo = dtype.qmin
+    for batch, m, k, n, _ in SHAPES:
+        a = _q(rng, batch + (m, k), dtype, 0.02, lo + 121)
+        b = _q(rng, batch + (k, n), dtype, 0.013, lo + 133)
+        so = 0.02 * 0.013 * max(k, 1) ** 0.5 * 6
+        fa, fb = qops.dequantize(a), qops.dequantize(b)
+        prod = _sgemm(fa, fb, 2)
+        want = qops.quantize_per_tensor(prod, so, lo + 128, dtype)
+        got = F.matmul(a, b, so, lo + 128, torch_threads=2)
+        np.testing.assert_array_equal(got.int_repr(), want.int_repr(), err_msg=str((batch, m, k, n)))
 
 
 def test_matmul_within_one_lsb_anywhere(rng):
