@@ -76,6 +76,19 @@ def test_prepack_unpack_match_torch(rng, bits):
     assert rows > 800
 
 
+@pytest.mark.parametrize("bits", [8, 4])
+def test_prepack_in_parts_matches_torch(rng, bits):
+    """Tables of several chunks of rows (the AVX-512 prepack runs them in parts
+    on threads), every row as torch packs it."""
+    from qops.kernels.cpu import embedding as E
+
+    for d in (64, 130):
+        x = np.concatenate([adversarial_rows(rng, d) for _ in range(3 * E._FAST_ROWS // 128 + 1)])
+        assert x.shape[0] > 3 * E._FAST_ROWS
+        want = getattr(tq, f"embedding_bag_{NAME[bits]}_prepack")(torch.from_numpy(x)).numpy()
+        np.testing.assert_array_equal(getattr(F, f"embedding_bag_{NAME[bits]}_prepack")(x), want)
+
+
 def test_prepack_batched_and_empty(rng):
     x = rng.standard_normal((3, 5, 16)).astype(np.float32)
     want = tq.embedding_bag_byte_prepack(torch.from_numpy(x)).numpy()

@@ -444,7 +444,6 @@ def prepack_rows(x, bits, out):
             _prepack_row(x[r], out[r], mn, mx, bits, q, C, nsat, nvec, nb)
 
 
-@njit(**CPU_PARALLEL)
 def prepack_rows_fast(x, bits, out):
     """:func:`prepack_rows` on AVX-512 hosts (F and BW, ``C >= 64``), in two passes over
     each chunk of rows, which stays in cache between them.
@@ -455,8 +454,19 @@ def prepack_rows_fast(x, bits, out):
     unless a NaN or a zero result is involved, and then :func:`_row_minmax`
     decides.  The second quantizes: 8-bit whole 64-column blocks with
     :func:`~qops.kernels.cpu._avx512.rowq64`, the rest
-    as :func:`_quantize_row`.
+    as :func:`_quantize_row`.  Chunks of ``_FAST_ROWS`` rows run in parts on
+    Python threads (:mod:`qops.kernels._split`) when there are several.
     """
+    nch = (x.shape[0] + _FAST_ROWS - 1) // _FAST_ROWS
+    if nch > 1:
+        run_ranges(_prepack_fast_chunks, nch, x, bits, out, align=1)
+    else:
+        _prepack_fast_chunks(x, bits, out, 0, nch)
+
+
+@njit(**CPU)
+def _prepack_fast_chunks(x, bits, out, c0, c1):
+    """Chunks ``c0 : c1`` of ``_FAST_ROWS`` rows of :func:`prepack_rows_fast`."""
     R, C = x.shape
     W = out.shape[1]
     nsat = (C // (4 * VLEN)) * (4 * VLEN)
@@ -465,7 +475,7 @@ def prepack_rows_fast(x, bits, out):
     nblk = C // MINMAX_BLOCK
     flat = x.reshape(-1)
     oflat = out.reshape(-1)
-    for ch in prange((R + _FAST_ROWS - 1) // _FAST_ROWS):
+    for ch in range(c0, c1):
         q = np.empty(C, dtype=np.uint8)
         buf = np.empty(3, np.float32)
         mns = np.empty(_PASS_ROWS, np.float32)
