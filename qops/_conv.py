@@ -42,10 +42,11 @@ _FUSED_DEPTHWISE = True
 #: runs the three kernels one after the other (same result)
 _FUSED_CONV = True
 #: fused depthwise convolutions with fewer multiply-adds (padded input size
-#: times taps) run on one thread: measured on 2 cores, one thread is faster up
-#: to about 6M (3x3, 32 channels at 112x112: 0.39 ms serial, 0.63 ms parallel)
-#: and slower from about 7M on (64 channels: 1.09 ms serial, 0.96 ms parallel)
-_DW_SERIAL_MACS = 6 << 20
+#: times taps) run on one thread.  Measured on 2 cores: 3x3, 32 channels at
+#: 112x112 (3.7M) 0.40 ms on one thread, 0.26 ms in parts on Python threads
+#: (``kernels/_split.py``; on the ``workqueue`` layer's ``prange`` it had
+#: taken 0.63 ms, and one thread was faster up to about 6M)
+_DW_SERIAL_MACS = 1 << 18
 #: NCHW inputs below this many bytes go channels-last on one thread (a
 #: parallel launch costs more than the copy)
 _TRANSPOSE_SERIAL_BYTES = 1 << 22

@@ -35,9 +35,12 @@ def _case(rng, nd, c, o, groups, k, stride, dilation, act, full_scale=False):
     return xq, wq, wsym, dict(stride=stride, padding=(k // 2) * dilation, dilation=dilation, groups=groups)
 
 
+@pytest.mark.parametrize("threads", ["one", "parts"])
 @pytest.mark.parametrize("disable", ["", "1"], ids=["vnni", "portable"])
-def test_fused_and_step_by_step_paths_agree(rng, monkeypatch, disable):
+def test_fused_and_step_by_step_paths_agree(rng, monkeypatch, disable, threads):
+    """... with the fused depthwise kernel on one thread or in parts."""
     monkeypatch.setenv("QOPS_DISABLE_VNNI", disable)
+    monkeypatch.setattr(_conv, "_DW_SERIAL_MACS", 1 << 62 if threads == "one" else 0)
     cases = [
         (2, 16, 16, 16, 3, 1, 1, "u8", False),   # depthwise, fbgemm's saturating kernel
         (2, 8, 8, 8, 5, 2, 1, "u8", False),

@@ -571,7 +571,6 @@ def _dw_rows(xp, zx, kd, kh, kw, sd, sh, sw, od, oh, ow, fbgemm_pairs, mode, cf0
                    zo, lo, hi, out, (r * ow + ox0) * c_, 0, 0)
 
 
-@njit(**CPU_PARALLEL)
 def depthwise_requantized(xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow,
                           fbgemm_pairs, mode, ip, fp, cf0, cf1, ci0, zo, lo, hi, out):
     """Depthwise convolution (one output channel per input channel), its
@@ -591,14 +590,23 @@ def depthwise_requantized(xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, dw, od,
     Each output row is cut into runs of pixels whose accumulators fit in
     the first-level cache; the per-channel constants are tiled to a run's
     length once, so every inner loop is a contiguous, vectorised pass.
+    Output rows run in parts on Python threads (:mod:`qops.kernels._split`;
+    before, a ``prange`` on the ``workqueue`` layer).
     """
-    n_, dp, hp, wp, c_ = xp.shape
+    run_ranges(_depthwise_rows, xp.shape[0] * od * oh, xp, zx, w, zw, kd, kh, kw, sd, sh, sw,
+               dd, dh, dw, od, oh, ow, fbgemm_pairs, mode, ip, fp, cf0, cf1, ci0, zo, lo, hi, out,
+               align=1)
+
+
+@njit(**CPU)
+def _depthwise_rows(xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow,
+                    fbgemm_pairs, mode, ip, fp, cf0, cf1, ci0, zo, lo, hi, out, r0, r1):
+    """Output rows ``r0 : r1`` of :func:`depthwise_requantized`."""
     (run_px, lc, toff, wt, wt16, corr, zwt, need_xs, ipt, fpt, zeros,
      rs0) = _dw_setup(xp, zx, w, zw, kd, kh, kw, dd, dh, dw, ow, fbgemm_pairs, ip, fp)
-    for r in prange(n_ * od * oh):
-        _dw_rows(xp, zx, kd, kh, kw, sd, sh, sw, od, oh, ow, fbgemm_pairs, mode, cf0, cf1, ci0, zo,
-                 lo, hi, out, r, r + 1, run_px, lc, toff, wt, wt16, corr, zwt, need_xs, ipt, fpt,
-                 zeros, rs0)
+    _dw_rows(xp, zx, kd, kh, kw, sd, sh, sw, od, oh, ow, fbgemm_pairs, mode, cf0, cf1, ci0, zo,
+             lo, hi, out, r0, r1, run_px, lc, toff, wt, wt16, corr, zwt, need_xs, ipt, fpt,
+             zeros, rs0)
 
 
 @njit(**CPU)
@@ -666,13 +674,13 @@ def conv_block_rows(kp, np_):
 def _conv_fused(block_gemm):
     def fused(x, zx, c0, cg, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow,
               wpack, np_, kp, mb, any_zw, direct, mode, zw, cc, ip, fp, cf0, cf1, ci0, zo, lo,
-              hi, out, out_off, out_stride, pcol, n_out):
+              hi, out, out_off, out_stride, pcol, n_out, b0, b1):
         n_, d_, h_, w_, c_ = x.shape
         xf = x.reshape(x.size)
         zb = np.uint8(zx)
         m = n_ * od * oh * ow
         kg = kp // KG
-        for blk in prange((m + mb - 1) // mb):
+        for blk in range(b0, b1):
             r0 = blk * mb
             r1 = min(r0 + mb, m)
             rows = r1 - r0
@@ -696,6 +704,21 @@ def _conv_fused(block_gemm):
     return fused
 
 
+def _blocks_in_parts(fn, args):
+    """Run the fused convolution ``fn`` over all its blocks of ``mb`` output
+    pixels, in parts on Python threads (:mod:`qops.kernels._split`) when
+    there are several: a ``prange`` on the ``workqueue`` layer cost 50-65 us
+    a launch and shared the second core badly."""
+    x, mb = args[0], args[22]
+    od, oh, ow = args[16], args[17], args[18]
+    m = x.shape[0] * od * oh * ow
+    nblk = (m + mb - 1) // mb
+    if nblk > 1:
+        run_ranges(fn, nblk, *args, align=1)
+    else:
+        fn(*args, 0, nblk)
+
+
 _DOC = """Convolution of one group, fused: im2col (:func:`im2col`'s patches),
     the raw GEMM (:mod:`kernels.cpu.gemm`, {path} path) and the zero-point
     corrections and requantization of
@@ -709,14 +732,25 @@ _DOC = """Convolution of one group, fused: im2col (:func:`im2col`'s patches),
     stride 1, no padding, one group, ``C == kp``): the input rows are the
     patches, read in place; ``mode`` .. ``hi`` and ``out``, ``out_off``, ``out_stride``,
     ``pcol`` as in ``requantize_accumulators``, ``n_out`` the group's output
-    channels.  Same results as the unfused pipeline."""
+    channels.  Same results as the unfused pipeline.  Blocks run in parts on
+    Python threads (:mod:`qops.kernels._split`)."""
 
 # two copies: the VNNI one only compiles where the host has VNNI
 _fused_vnni = _conv_fused(block_vnni)
-_fused_vnni.__name__ = _fused_vnni.__qualname__ = "conv_requantized_vnni"
-_fused_vnni.__doc__ = _DOC.format(path="VNNI")
-conv_requantized_vnni = njit(**CPU_PARALLEL)(_fused_vnni)
+_fused_vnni.__name__ = _fused_vnni.__qualname__ = "_conv_blocks_vnni"
+_conv_blocks_vnni = njit(**CPU)(_fused_vnni)
 _fused_portable = _conv_fused(block_portable)
-_fused_portable.__name__ = _fused_portable.__qualname__ = "conv_requantized_portable"
-_fused_portable.__doc__ = _DOC.format(path="portable")
-conv_requantized_portable = njit(**CPU_PARALLEL)(_fused_portable)
+_fused_portable.__name__ = _fused_portable.__qualname__ = "_conv_blocks_portable"
+_conv_blocks_portable = njit(**CPU)(_fused_portable)
+
+
+def conv_requantized_vnni(*args):
+    _blocks_in_parts(_conv_blocks_vnni, args)
+
+
+def conv_requantized_portable(*args):
+    _blocks_in_parts(_conv_blocks_portable, args)
+
+
+conv_requantized_vnni.__doc__ = _DOC.format(path="VNNI")
+conv_requantized_portable.__doc__ = _DOC.format(path="portable")
