@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CPU, CPU_PARALLEL
+from .._split import run_ranges
 from ._avx512 import HOST_FEATURES
 from ._vnni import MR, NR, vnni_1x32, vnni_1x128, vnni_2x32, vnni_2x64, vnni_4x32
 
@@ -104,10 +105,15 @@ def _tile_portable(a8, b8, c, t, mb, np_, kg):
             c[row + n] = acc[r, n]
 
 
-@njit(**CPU_PARALLEL)
 def _gemm_vnni(a, b, c, mp, np_, kg):
+    run_ranges(_tiles_vnni, (np_ // NR) * (mp // MR), a, b, c, mp, np_, kg, align=1)
+
+
+@njit(**CPU)
+def _tiles_vnni(a, b, c, mp, np_, kg, t0, t1):
+    """Tiles ``t0 : t1`` of the VNNI GEMM (one part of it)."""
     mb = mp // MR
-    for t in prange((np_ // NR) * mb):
+    for t in range(t0, t1):
         _tile_vnni(a, b, c, t, mb, np_, kg)
 
 
@@ -118,12 +124,17 @@ def _gemm_vnni_serial(a, b, c, mp, np_, kg):
         _tile_vnni(a, b, c, t, mb, np_, kg)
 
 
-@njit(**CPU_PARALLEL)
 def _gemm_portable(a, b, c, mp, np_, kg):
+    run_ranges(_tiles_portable, (np_ // NR) * (mp // MR), a, b, c, mp, np_, kg, align=1)
+
+
+@njit(**CPU)
+def _tiles_portable(a, b, c, mp, np_, kg, t0, t1):
+    """Tiles ``t0 : t1`` of the portable GEMM (one part of it)."""
     mb = mp // MR
     a8 = a.view(np.uint8)
     b8 = b.view(np.int8)
-    for t in prange((np_ // NR) * mb):
+    for t in range(t0, t1):
         _tile_portable(a8, b8, c, t, mb, np_, kg)
 
 

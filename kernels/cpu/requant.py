@@ -46,9 +46,10 @@ once per group with its output channel offset as ``pcol`` and inside
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .._options import CPU, CPU_INLINE, CPU_PARALLEL
+from .._options import CPU, CPU_INLINE
+from .._split import run_ranges
 from ..modes import (
     EP_FBGEMM,
     EP_ONEDNN,
@@ -392,12 +393,20 @@ _MIN_WORK = 1 << 17
 PARALLEL_MIN = 2 * _MIN_WORK
 
 
-@njit(**CPU_PARALLEL)
 def _blocks_parallel(mode, raw, raw_off, raw_stride, m, n, rowsum, zw, cc, ip, fp,
                      cf0, cf1, ci0, zo, lo, hi, out, out_off, out_stride, pcol, rows_per):
+    """The blocks in parts on Python threads (:mod:`qops.kernels._split`)."""
     ncb = (n + _COL_BLOCK - 1) // _COL_BLOCK
     nrb = (m + rows_per - 1) // rows_per
-    for t in prange(nrb * ncb):
+    run_ranges(_blocks_range, nrb * ncb, mode, raw, raw_off, raw_stride, m, n, rowsum, zw, cc, ip,
+               fp, cf0, cf1, ci0, zo, lo, hi, out, out_off, out_stride, pcol, rows_per, align=1)
+
+
+@njit(**CPU)
+def _blocks_range(mode, raw, raw_off, raw_stride, m, n, rowsum, zw, cc, ip, fp,
+                  cf0, cf1, ci0, zo, lo, hi, out, out_off, out_stride, pcol, rows_per, t0, t1):
+    ncb = (n + _COL_BLOCK - 1) // _COL_BLOCK
+    for t in range(t0, t1):
         rb = t // ncb
         cb = t - rb * ncb
         r0 = rb * rows_per
