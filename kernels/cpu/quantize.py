@@ -8,9 +8,10 @@ entry per channel.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .._options import CHUNK, CPU, CPU_PARALLEL, PARALLEL_MIN
+from .._options import CHUNK, CPU, PARALLEL_MIN
+from .._split import run_ranges
 from ..modes import (
     DQ_TORCH_TENSOR,
     Q_FMA,
@@ -262,53 +263,77 @@ def _gather_range(q, out, lo, hi, inner, nch, table, offset):
 # --------------------------------------------------------------------------
 
 
-@njit(**CPU_PARALLEL)
+# Parallel drivers: chunks of CHUNK elements (per-channel quantization with
+# short rows: whole periods of channels), consecutive chunks in parts on
+# Python threads (:mod:`qops.kernels._split`; before, a ``prange`` on the
+# ``workqueue`` layer, which cost 50-65 us a launch).  Each element's result
+# does not depend on the split.
+def _in_parts(fn, n, step, *args):
+    run_ranges(fn, (n + step - 1) // step, *args, step, align=1)
+
+
 def _quantize_par(x, out, inner, nch, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
-    n = x.size
     step = max(1, CHUNK // (nch * inner)) * nch * inner if inner < _SHORT_ROW else CHUNK
-    for t in prange((n + step - 1) // step):
-        _quantize_range(x, out, t * step, min(n, (t + 1) * step), inner, nch, mode,
-                        s, inv, zpf, zpi, qmin, qmax, nanq)
+    _in_parts(_quantize_units, x.size, step, x, out, inner, nch, mode, s, inv, zpf, zpi, qmin, qmax,
+              nanq)
 
 
-@njit(**CPU_PARALLEL)
+@njit(**CPU)
+def _quantize_units(x, out, inner, nch, mode, s, inv, zpf, zpi, qmin, qmax, nanq, step, u0, u1):
+    _quantize_range(x, out, u0 * step, min(x.size, u1 * step), inner, nch, mode, s, inv, zpf, zpi,
+                    qmin, qmax, nanq)
+
+
 def _dequantize_par(q, out, inner, nch, mode, s, s64, zpf, zpi):
-    n = q.size
-    for t in prange((n + CHUNK - 1) // CHUNK):
-        _dequantize_range(q, out, t * CHUNK, min(n, (t + 1) * CHUNK), inner, nch, mode,
-                          s, s64, zpf, zpi)
+    _in_parts(_dequantize_units, q.size, CHUNK, q, out, inner, nch, mode, s, s64, zpf, zpi)
 
 
-@njit(**CPU_PARALLEL)
+@njit(**CPU)
+def _dequantize_units(q, out, inner, nch, mode, s, s64, zpf, zpi, step, u0, u1):
+    _dequantize_range(q, out, u0 * step, min(q.size, u1 * step), inner, nch, mode, s, s64, zpf, zpi)
+
+
 def _requantize_par(q, out, inner, nch, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1,
                     mult, shift, s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq):
-    n = q.size
-    for t in prange((n + CHUNK - 1) // CHUNK):
-        _requantize_range(q, out, t * CHUNK, min(n, (t + 1) * CHUNK), inner, nch, mode,
-                          dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult, shift,
-                          s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq)
+    _in_parts(_requantize_units, q.size, CHUNK, q, out, inner, nch, mode, dq_mode, q_mode, s1, s1_64,
+              zpf1, zpi1, mult, shift, s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq)
 
 
-@njit(**CPU_PARALLEL)
+@njit(**CPU)
+def _requantize_units(q, out, inner, nch, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1,
+                      mult, shift, s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq, step, u0, u1):
+    _requantize_range(q, out, u0 * step, min(q.size, u1 * step), inner, nch, mode,
+                      dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult, shift,
+                      s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq)
+
+
 def _fake_quantize_par(x, out, mask, inner, nch, variant, s, inv, zp, qmin, qmax):
-    n = x.size
-    for t in prange((n + CHUNK - 1) // CHUNK):
-        _fake_quantize_range(x, out, mask, t * CHUNK, min(n, (t + 1) * CHUNK), inner, nch,
-                             variant, s, inv, zp, qmin, qmax)
+    _in_parts(_fake_quantize_units, x.size, CHUNK, x, out, mask, inner, nch, variant, s, inv, zp,
+              qmin, qmax)
 
 
-@njit(**CPU_PARALLEL)
+@njit(**CPU)
+def _fake_quantize_units(x, out, mask, inner, nch, variant, s, inv, zp, qmin, qmax, step, u0, u1):
+    _fake_quantize_range(x, out, mask, u0 * step, min(x.size, u1 * step), inner, nch,
+                         variant, s, inv, zp, qmin, qmax)
+
+
 def _gather_par(q, out, inner, nch, table, offset):
-    n = q.size
-    for t in prange((n + CHUNK - 1) // CHUNK):
-        _gather_range(q, out, t * CHUNK, min(n, (t + 1) * CHUNK), inner, nch, table, offset)
+    _in_parts(_gather_units, q.size, CHUNK, q, out, inner, nch, table, offset)
+
+
+@njit(**CPU)
+def _gather_units(q, out, inner, nch, table, offset, step, u0, u1):
+    _gather_range(q, out, u0 * step, min(q.size, u1 * step), inner, nch, table, offset)
 
 
 #: Elements from which the vectorised quantize (``Q_FMA``) and 8-bit
-#: dequantize loops run in parallel.  Measured on the reference machine: one
-#: thread quantizes 4M float32 in 0.40 ms against 0.53 ms on two (waking the
-#: workqueue layer's threads costs 0.1-0.3 ms), 16M in 2.7 ms against 1.9.
-FAST_PARALLEL_MIN = 1 << 23
+#: dequantize loops run in parts.  Measured on the reference machine, whole
+#: calls, median of 40 back to back, one thread / two parts: quantize 256K
+#: float32 0.036 / 0.035 ms, 1M 0.098 / 0.069 ms, 4M 0.45 / 0.23 ms;
+#: dequantize 256K 0.026 / 0.028 ms, 1M 0.075 / 0.055 ms.  (On the
+#: ``workqueue`` layer's ``prange`` two threads only paid off from 8M.)
+FAST_PARALLEL_MIN = 1 << 20
 
 
 def _byte_table(q, nch, out_dtype):
