@@ -22,6 +22,10 @@ _TORCH = {"quint8": (torch.quint8, np.uint8), "qint8": (torch.qint8, np.int8),
           "qint32": (torch.qint32, np.int32)}
 
 
+#: The thresholds from which the pooling kernels run on several threads.
+_PARALLEL_SWITCHES = ("POOL_PARALLEL_WORK", "NC_PARTS_WORK", "SIMD_CL_PARTS_MIN")
+
+
 @pytest.fixture(autouse=True)
 def _quiet():
     with warnings.catch_warnings():
@@ -493,9 +497,11 @@ def test_parallel_and_serial_drivers_agree(rng, monkeypatch, layout):
                                                  dtype).permute(inv)
             else:
                 x = qops.make_per_tensor_qtensor(a, 0.1, 3, dtype)
-            monkeypatch.setattr(P, "POOL_PARALLEL_WORK", 1 << 62)
+            for name in _PARALLEL_SWITCHES:
+                monkeypatch.setattr(P, name, 1 << 62)
             serial = fn(x).int_repr()
-            monkeypatch.setattr(P, "POOL_PARALLEL_WORK", 0)
+            for name in _PARALLEL_SWITCHES:
+                monkeypatch.setattr(P, name, 0)
             parallel = fn(x).int_repr()
             np.testing.assert_array_equal(parallel, serial)
 
@@ -531,7 +537,8 @@ def test_avx512_channels_last_drivers(rng, monkeypatch, dtype):
                 if path == "portable":
                     monkeypatch.setenv("QOPS_DISABLE_AVX512", "1")
                 for par in (False, True):
-                    monkeypatch.setattr(P, "POOL_PARALLEL_WORK", 0 if par else 1 << 62)
+                    for name in _PARALLEL_SWITCHES:
+                        monkeypatch.setattr(P, name, 0 if par else 1 << 62)
                     got[path, par] = fn(arg).int_repr()
                 monkeypatch.delenv("QOPS_DISABLE_AVX512", raising=False)
             for key, v in got.items():

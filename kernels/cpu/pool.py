@@ -307,17 +307,15 @@ def _avg_nc_serial(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext
                       cip, divisor, mode, cvec, nch, zp, qmin, qmax, scratch[0])
 
 
-@njit(**CPU_PARALLEL)
-def _avg_nc_par(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
-                cip, divisor, mode, cvec, nch, zp, qmin, qmax, scratch):
-    # one scratch row per work item
-    planes = x.shape[0]
-    items = scratch.shape[0]
-    per = (planes + items - 1) // items
-    for t in prange((planes + per - 1) // per):
-        for p in range(t * per, min(planes, (t + 1) * per)):
-            _avg_nc_plane(x, out, p, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
-                          cip, divisor, mode, cvec, nch, zp, qmin, qmax, scratch[t])
+@njit(**CPU)
+def _avg_nc_range(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
+                  cip, divisor, mode, cvec, nch, zp, qmin, qmax, proto, p0, p1):
+    """Planes ``p0 : p1`` of the planes-first average pool (one part of it),
+    with a scratch row like ``proto``."""
+    scratch = np.empty_like(proto)
+    for p in range(p0, p1):
+        _avg_nc_plane(x, out, p, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
+                      cip, divisor, mode, cvec, nch, zp, qmin, qmax, scratch)
 
 
 # --------------------------------------------------------------------------
@@ -596,6 +594,15 @@ def _big(x, out):
     return x.size + 16 * out.size >= POOL_PARALLEL_WORK
 
 
+#: Work (as for ``POOL_PARALLEL_WORK``) from which planes-first average
+#: pooling runs in parts on Python threads (:mod:`qops.kernels._split`).
+#: Measured on the reference machine, whole calls, median of 100 back to
+#: back, one thread / two parts, 1M bytes (4 images, 64 channels of 64x64):
+#: adaptive pooling to 7x7 0.33 / 0.13 ms; a 3x3 / stride 1 average pool
+#: 6.1 / 3.0 ms (the ``workqueue`` layer's ``prange`` had taken 3.0-3.2 ms).
+NC_PARTS_WORK = 1 << 18
+
+
 #: Bytes the windows read (output bytes x taps per window) from which the
 #: AVX-512 channels-last pools run in parts (:mod:`qops.kernels._split`).
 #: Measured on the reference machine, whole calls, median of 200 back to
@@ -670,12 +677,14 @@ def avg_pool_nc(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
     ``c < cvec`` take the vector branch of an NHWC ``mode`` (so the NHWC
     recipes can run on planes-first data too, as the CUDA path does).
     """
-    par = _big(x, out) and x.shape[0] > 1
     # column sums of a window's rows: int32 for 8-bit data (exact below 2**23 rows)
-    scratch = np.empty((_items() if par else 1, x.shape[3]), np.int32 if x.itemsize == 1 else np.int64)
-    f = _avg_nc_par if par else _avg_nc_serial
-    f(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
-      cip, divisor, mode, cvec, nch, zp, qmin, qmax, scratch)
+    scratch = np.empty((1, x.shape[3]), np.int32 if x.itemsize == 1 else np.int64)
+    if x.size + 16 * out.size >= NC_PARTS_WORK and x.shape[0] > 1:
+        run_ranges(_avg_nc_range, x.shape[0], x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w,
+                   hi_w, ext_w, cip, divisor, mode, cvec, nch, zp, qmin, qmax, scratch[0], align=1)
+    else:
+        _avg_nc_serial(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
+                       cip, divisor, mode, cvec, nch, zp, qmin, qmax, scratch)
 
 
 def avg_pool_cl(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
