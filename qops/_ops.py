@@ -20,6 +20,7 @@ from ._recipes import (
     mantissa_exponent,
     quantize_recipe,
     tflite_multipliers,
+    tensor_params,
 )
 from ._validate import (
     as_float_input,
@@ -91,8 +92,13 @@ def _params_to_device(device, *arrays):
 
 
 def _quantize_into(x, dtype, axis, scales, zps, float_zp, profile, device):
+    """Quantize ``x`` into a new array.  Per tensor (``axis`` None), ``scales``
+    and ``zps`` are one float and one int; per channel, arrays."""
     mode, nanq = quantize_recipe(profile, dtype, axis is not None, float_zp)
-    s32, inv32, _s64, zpf32, zpi = channel_params(scales, zps)
+    if axis is None:
+        s32, inv32, _s64, zpf32, zpi = tensor_params(float(scales), int(zps))
+    else:
+        s32, inv32, _s64, zpf32, zpi = channel_params(scales, zps)
     out = _empty(x.shape, dtype.storage, device)
     n = _size(x.shape)
     if n:
@@ -169,7 +175,7 @@ def quantize_per_tensor(x, scale, zero_point, dtype, *, numerics=None) -> QTenso
     s = check_scale(scale)
     z = check_zero_point(zero_point, dtype)
     device = device_of(x)
-    out = _quantize_into(x, dtype, None, np.array([s]), np.array([z]), False, profile, device)
+    out = _quantize_into(x, dtype, None, s, z, False, profile, device)
     return QTensor._per_tensor(out, dtype, s, z)
 
 
@@ -272,7 +278,7 @@ def dequantize(q, *, numerics=None):
     if per_channel:
         s32, _inv, s64, zpf32, zpi = channel_params(q._scales, q._zero_points)
     else:
-        s32, _inv, s64, zpf32, zpi = channel_params([q._scale], [q._zero_point])
+        s32, _inv, s64, zpf32, zpi = tensor_params(float(q._scale), int(q._zero_point))
     device = q.device
     data = q._data
     out = _empty(data.shape, np.float32, device)

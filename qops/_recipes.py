@@ -6,6 +6,7 @@ kernels only see mode codes and arrays.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -57,6 +58,16 @@ def dequantize_recipe(profile: str, per_channel: bool, float_zp: bool) -> int:
     if profile in ("tflite", "tflite_single"):
         return M.DQ_TFLITE
     return M.DQ_REF
+
+
+@functools.lru_cache(maxsize=1024)
+def tensor_params(scale: float, zero_point: int):
+    """:func:`channel_params` of one scale and integer zero point, memoised
+    (read-only arrays): per-tensor calls repeat the same few qparams."""
+    out = channel_params([scale], [zero_point])
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 def channel_params(scales, zero_points):

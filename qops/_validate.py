@@ -19,6 +19,8 @@ def check_scale(scale, what="scale") -> float:
     torch accepts any scale; qops refuses values whose float32 rounding is not
     a positive normal number, because torch then silently returns garbage.
     """
+    if type(scale) is float and 1e-30 < scale < 1e30:  # the common case: float32-normal
+        return scale
     if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
         raise TypeError(f"{what} must be a real number, got {type(scale).__name__}")
     s = float(scale)
@@ -53,6 +55,8 @@ def check_scales(scales, what="scales") -> np.ndarray:
 
 
 def check_int(value, what) -> int:
+    if type(value) is int:
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         if isinstance(value, numbers.Real) and float(value).is_integer():
             raise TypeError(
@@ -120,6 +124,8 @@ def as_float_input(x, op):
     float64 and float16 are converted to float32 (the arithmetic every profile
     describes); integer, boolean, complex and object input is refused.
     """
+    if type(x) is np.ndarray and x.dtype == np.float32:
+        return x
     if is_cuda_array(x):
         dt = np.dtype(x.dtype)
         if dt != np.float32:
