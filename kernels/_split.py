@@ -273,6 +273,10 @@ class _Worker:
                 self.result = (fn(*args), None)
             except BaseException as exc:  # handed to the caller
                 self.result = (None, exc)
+            # drop the job's arrays now: held until the next job, the caller's
+            # output of this call stayed alive while it allocated the next one
+            # (two output buffers in turn instead of one, out of cache)
+            del fn, args
             self.done.release()
 
 

@@ -313,3 +313,18 @@ def test_a_worker_leaves_the_callers_cpu():
     moves, affinity = seen["moved"]
     assert all(moves)
     assert affinity == cpus
+
+
+def test_the_pool_keeps_no_reference_to_a_call(split):
+    """Once run_parts returns, no pool thread holds the call's arrays (a large
+    output would stay alive, and the next call could not reuse its memory)."""
+    import numpy as np
+
+    k = split.parts()
+    if k < 2:
+        pytest.skip("needs two Numba threads")
+    a = np.zeros(1000)
+    before = sys.getrefcount(a)
+    assert split.run_parts(lambda v, i: v.shape[0] + i, [(a, i) for i in range(k)]) == [
+        1000 + i for i in range(k)]
+    assert sys.getrefcount(a) == before
