@@ -322,13 +322,10 @@ def requantize(q, scale, zero_point, dtype=None, *, numerics=None) -> QTensor:
     per_channel = q._axis is not None
     float_zp = q._qscheme is per_channel_affine_float_qparams
     if per_channel:
-        s1_64 = q._scales
-        z1 = q._zero_points
+        s1, _inv1, s1_64, zpf1, zpi1 = channel_params(q._scales, q._zero_points)
     else:
-        s1_64 = np.array([q._scale])
-        z1 = np.array([q._zero_point])
-    s1, _inv1, s1_64, zpf1, zpi1 = channel_params(s1_64, z1)
-    o_s, o_inv, _o64, o_zpf, o_zpi = channel_params([s2], [z2])
+        s1, _inv1, s1_64, zpf1, zpi1 = tensor_params(float(q._scale), int(q._zero_point))
+    o_s, o_inv, _o64, o_zpf, o_zpi = tensor_params(float(s2), int(z2))
     nch = s1.size
     mult = np.zeros(nch, np.int64)
     shift = np.zeros(nch, np.int64)
