@@ -605,7 +605,7 @@ def matmul_sgemm(a, b, out, rows, naive):
 
 
 #: float32 elements of work space that :func:`_scratch` keeps between calls.
-SCRATCH_KEEP = 1 << 24
+SCRATCH_KEEP = 1 << 22
 _scratch_local = threading.local()
 
 
