@@ -609,17 +609,12 @@ def _depthwise_rows(xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, o
              zeros, rs0)
 
 
-@njit(**CPU)
 def depthwise_requantized_serial(xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow,
                                  fbgemm_pairs, mode, ip, fp, cf0, cf1, ci0, zo, lo, hi, out):
     """:func:`depthwise_requantized` on one thread (small convolutions, where
     a parallel launch costs more than it saves)."""
-    n_, dp, hp, wp, c_ = xp.shape
-    (run_px, lc, toff, wt, wt16, corr, zwt, need_xs, ipt, fpt, zeros,
-     rs0) = _dw_setup(xp, zx, w, zw, kd, kh, kw, dd, dh, dw, ow, fbgemm_pairs, ip, fp)
-    _dw_rows(xp, zx, kd, kh, kw, sd, sh, sw, od, oh, ow, fbgemm_pairs, mode, cf0, cf1, ci0, zo,
-             lo, hi, out, 0, n_ * od * oh, run_px, lc, toff, wt, wt16, corr, zwt, need_xs, ipt,
-             fpt, zeros, rs0)
+    _depthwise_rows(xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow, fbgemm_pairs,
+                    mode, ip, fp, cf0, cf1, ci0, zo, lo, hi, out, 0, xp.shape[0] * od * oh)
 
 
 # ------------------------------------------------ fused im2col, GEMM, epilogue

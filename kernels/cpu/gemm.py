@@ -117,11 +117,8 @@ def _tiles_vnni(a, b, c, mp, np_, kg, t0, t1):
         _tile_vnni(a, b, c, t, mb, np_, kg)
 
 
-@njit(**CPU)
 def _gemm_vnni_serial(a, b, c, mp, np_, kg):
-    mb = mp // MR
-    for t in range((np_ // NR) * mb):
-        _tile_vnni(a, b, c, t, mb, np_, kg)
+    _tiles_vnni(a, b, c, mp, np_, kg, 0, (np_ // NR) * (mp // MR))
 
 
 def _gemm_portable(a, b, c, mp, np_, kg):
@@ -138,13 +135,8 @@ def _tiles_portable(a, b, c, mp, np_, kg, t0, t1):
         _tile_portable(a8, b8, c, t, mb, np_, kg)
 
 
-@njit(**CPU)
 def _gemm_portable_serial(a, b, c, mp, np_, kg):
-    mb = mp // MR
-    a8 = a.view(np.uint8)
-    b8 = b.view(np.int8)
-    for t in range((np_ // NR) * mb):
-        _tile_portable(a8, b8, c, t, mb, np_, kg)
+    _tiles_portable(a, b, c, mp, np_, kg, 0, (np_ // NR) * (mp // MR))
 
 
 @njit(**CPU)

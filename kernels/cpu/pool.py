@@ -300,14 +300,6 @@ def _avg_nc_plane(x, out, p, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, e
 
 
 @njit(**CPU)
-def _avg_nc_serial(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
-                   cip, divisor, mode, cvec, nch, zp, qmin, qmax, scratch):
-    for p in range(x.shape[0]):
-        _avg_nc_plane(x, out, p, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
-                      cip, divisor, mode, cvec, nch, zp, qmin, qmax, scratch[0])
-
-
-@njit(**CPU)
 def _avg_nc_range(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
                   cip, divisor, mode, cvec, nch, zp, qmin, qmax, proto, p0, p1):
     """Planes ``p0 : p1`` of the planes-first average pool (one part of it),
@@ -678,13 +670,13 @@ def avg_pool_nc(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
     recipes can run on planes-first data too, as the CUDA path does).
     """
     # column sums of a window's rows: int32 for 8-bit data (exact below 2**23 rows)
-    scratch = np.empty((1, x.shape[3]), np.int32 if x.itemsize == 1 else np.int64)
+    proto = np.empty(x.shape[3], np.int32 if x.itemsize == 1 else np.int64)
+    args = (x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w, cip, divisor, mode,
+            cvec, nch, zp, qmin, qmax, proto)
     if x.size + 16 * out.size >= NC_PARTS_WORK and x.shape[0] > 1:
-        run_ranges(_avg_nc_range, x.shape[0], x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w,
-                   hi_w, ext_w, cip, divisor, mode, cvec, nch, zp, qmin, qmax, scratch[0], align=1)
+        run_ranges(_avg_nc_range, x.shape[0], *args, align=1)
     else:
-        _avg_nc_serial(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
-                       cip, divisor, mode, cvec, nch, zp, qmin, qmax, scratch)
+        _avg_nc_range(*args, 0, x.shape[0])
 
 
 def avg_pool_cl(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
