@@ -266,10 +266,10 @@ class _Worker:
             self.go.acquire()
             seq, fn, args = self.job
             self.job = None
-            cpu = _shared_cpu(ctl, self.base)
-            if cpu >= 0:
-                leave_cpu(cpu)
-            try:
+            try:  # whatever fails here is the caller's to see, never a dead worker
+                cpu = _shared_cpu(ctl, self.base)
+                if cpu >= 0:
+                    leave_cpu(cpu)
                 self.result = (fn(*args), None)
             except BaseException as exc:  # handed to the caller
                 self.result = (None, exc)
