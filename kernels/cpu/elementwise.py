@@ -663,25 +663,17 @@ def matmul_q8(aq, bq, sa, za, sb, zb, rows, naive, out, mode, s, inv, zpf, zpi, 
 @njit(**CPU)
 def _matmul_q8_range(aq, sa, za, fa, fb, fc, rows, naive, out, mode, s, inv, zpf, zpi, qmin, qmax, nanq,
                      t0, t1):
-    """Groups of 4 rows ``t0 : t1`` of :func:`matmul_q8`."""
+    """Groups of 4 rows ``t0 : t1`` of :func:`matmul_q8`: consecutive groups
+    are consecutive rows over the batch, ``r0 : r1``."""
     nbat, m, k = fa.shape
     n = fb.shape[2]
     ng = (m + 3) // 4
-    faf = fa.reshape(-1)
-    fcf = fc.reshape(-1)
-    zaf = np.float32(za)
-    for t in range(t0, t1):
-        i = t // ng
-        g0 = (t - i * ng) * 4
-        g1 = min(m, g0 + 4)
-        _dequantize_span(aq, faf, (i * m + g0) * k, (i * m + g1) * k, DQ_TORCH_TENSOR, sa, sa, zaf, za)
+    r0 = (t0 // ng) * m + (t0 % ng) * 4
+    r1 = (t1 // ng) * m + (t1 % ng) * 4
+    _dequantize_span(aq, fa.reshape(-1), r0 * k, r1 * k, DQ_TORCH_TENSOR, sa, sa, np.float32(za), za)
     _matmul_sgemm_range(fa, fb, fc, rows, naive, t0, t1)
-    for t in range(t0, t1):
-        i = t // ng
-        g0 = (t - i * ng) * 4
-        g1 = min(m, g0 + 4)
-        _quantize_range(fcf, out, (i * m + g0) * n, (i * m + g1) * n, fcf.size, 1, mode, s, inv, zpf,
-                        zpi, qmin, qmax, nanq)
+    _quantize_range(fc.reshape(-1), out, r0 * n, r1 * n, fc.size, 1, mode, s, inv, zpf, zpi, qmin, qmax,
+                    nanq)
 
 
 @njit(**CPU)
