@@ -56,15 +56,44 @@ from numba import types
 from numba.core.cgutils import get_or_insert_function as cgutils_get_or_insert_function
 from numba.extending import intrinsic
 
-from ._options import CPU
+from ._options import CPU, CPU_INLINE
 
-__all__ = ["parts", "run_parts", "run_ranges", "spin_microseconds"]
+__all__ = ["parts", "run_parts", "run_ranges", "run_compiled", "spin_microseconds", "CompiledJob",
+           "ARG_SLOTS", "claim", "args_of", "launch", "finish", "part_bounds", "pointer", "put_array",
+           "array1", "array5"]
 
-#: int64 slots per worker in the counter array: the job counter at 0, the done
-#: counter at 8, 64 bytes apart, so that no two counters share a cache line.
-_SLOTS = 16
-_DONE = 8
+#: The counter array: a header line (the pool's busy word and the last job
+#: number), then ``_SLOTS`` int64 per worker: on its first line the job
+#: counter, the CPU of the caller that posted the job, the job's address (0:
+#: a Python job), the worker's state and a compiled job's claim word; its
+#: done counter on the second; a compiled job's arguments on the others.  No
+#: two workers' counters share a cache line.
+_HEADER = 16
+_BUSY = 0
+_SEQ = 1
+_SLOTS = 64
 _CALLER_CPU = 1
+_FN = 2
+_STATE = 3
+_TAKEN = 4
+_DONE = 8
+_ARGS = 16
+#: Int64 argument slots of a compiled job.
+ARG_SLOTS = _SLOTS - _ARGS
+#: The worker states in ``_STATE``.  The worker moves itself between
+#: polling, busy (in Python: running a Python job, or moving off the caller's
+#: CPU) and asleep (blocked on its ``go`` lock); whoever wakes it moves it
+#: from asleep to waking and then releases that lock, exactly once.
+_POLLING = 0
+_BUSY_STATE = 1
+_ASLEEP = 2
+_WAKING = 3
+#: Seconds between a sleeping worker's looks at its state (see _Worker._loop).
+_NAP = 0.1
+#: What :func:`_serve` returns to the worker's Python loop.
+_PYTHON_JOB = 0
+_SLEEP = 1
+_MOVE = 2
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 _LINUX = sys.platform.startswith("linux")
 #: Polling iterations between two ``sched_yield`` calls.
@@ -157,17 +186,84 @@ def _poll(ctl, i, above, budget):
     return _load_acquire(ctl, i) > above
 
 
+@intrinsic
+def _cas(typingctx, ctl, i, old, new):
+    """``ctl[i] = new`` if it is ``old`` (one atomic compare-and-exchange,
+    acquire and release); True if it was."""
+
+    def codegen(context, builder, sig, args):
+        pair = builder.cmpxchg(_slot(context, builder, sig, args), args[2], args[3],
+                               "acq_rel", "acquire")
+        return builder.extract_value(pair, 1)
+
+    return types.boolean(ctl, i, old, new), codegen
+
+
+@intrinsic
+def _call_job(typingctx, fn, argp):
+    """Call the C function at address ``fn`` with the int64 pointer ``argp``:
+    a compiled job (``void job(int64 *args)``, a Numba ``cfunc``)."""
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        fnty = ir.FunctionType(ir.VoidType(), [i64.as_pointer()])
+        builder.call(builder.inttoptr(args[0], fnty.as_pointer()),
+                     [builder.inttoptr(args[1], i64.as_pointer())])
+        return context.get_dummy_value()
+
+    return types.void(types.int64, types.int64), codegen
+
+
+@intrinsic
+def pointer(typingctx, addr, dtype):
+    """The address ``addr`` as a pointer to ``dtype`` (a NumPy scalar type),
+    for ``numba.carray`` in a compiled job."""
+    target = dtype.instance_type
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], context.get_value_type(target).as_pointer())
+
+    return types.CPointer(target)(addr, dtype), codegen
+
+
 @numba.njit(**CPU)
-def _worker_wait(ctl, base, done, budget, grace):
-    """A worker's hand-back: publish ``done`` in its done counter, then poll
-    its job counter for a job after ``done`` (``budget`` iterations); once
-    one is posted, ``grace`` more iterations before returning."""
+def _serve(ctl, base, done, budget, grace):
+    """A worker's compiled loop: publish ``done`` (the job it finished last),
+    then poll its job counter.
+
+    A compiled job is claimed (its claim word from ``-seq`` to ``seq``; the
+    caller may have claimed it first and run the part itself), run right
+    here without the GIL, and polling starts over.  The loop returns
+    ``_PYTHON_JOB`` when a Python job is posted (after ``grace`` more
+    iterations), ``_SLEEP`` when ``budget`` iterations passed without a job
+    (the worker then blocks on its ``go`` lock until someone wakes it), or
+    ``_MOVE`` after a compiled job it ran on the caller's CPU."""
+    _store_release(ctl, base + _STATE, _POLLING)
     _store_release(ctl, base + _DONE, done)
-    seen = _poll(ctl, base, done, budget)
-    if seen:
-        for _ in range(grace):
-            _relax()
-    return seen
+    while True:
+        if _poll(ctl, base, done, budget):
+            seq = _load_acquire(ctl, base)
+            if _load_acquire(ctl, base + _FN) == 0:
+                _store_release(ctl, base + _STATE, _BUSY_STATE)
+                for _ in range(grace):
+                    _relax()
+                return _PYTHON_JOB
+            done = seq
+            if not _cas(ctl, base + _TAKEN, -seq, seq):
+                continue  # the caller ran this part, or a newer job is posted
+            shared = _shared_cpu(ctl, base) >= 0
+            _call_job(_load_acquire(ctl, base + _FN), ctl.ctypes.data + 8 * (base + _ARGS))
+            if shared:
+                _store_release(ctl, base + _STATE, _BUSY_STATE)
+                _store_release(ctl, base + _DONE, done)
+                return _MOVE
+            _store_release(ctl, base + _DONE, done)
+        elif _cas(ctl, base + _STATE, _POLLING, _ASLEEP):
+            # a job posted just before: keep polling, unless its poster is
+            # already waking this worker (then the lock is released next)
+            if _load_acquire(ctl, base) > done and _cas(ctl, base + _STATE, _ASLEEP, _POLLING):
+                continue
+            return _SLEEP
 
 
 @numba.njit(**CPU)
@@ -178,13 +274,32 @@ def _shared_cpu(ctl, base):
 
 
 @numba.njit(**CPU)
-def _post(ctl, nworkers, seq):
-    """Publish job ``seq`` in the job counters of workers ``0 .. nworkers-1``,
-    with the CPU the caller runs on."""
+def _post(ctl, nworkers, fn):
+    """Publish a new job (``fn``: a compiled job's address, 0 for a Python
+    job) to workers ``0 .. nworkers-1``, with the CPU the caller runs on;
+    returns its number.  A compiled job's parts are open to whoever claims
+    them first (the worker or, once its own part is done, the caller)."""
+    seq = ctl[_SEQ] + 1
+    ctl[_SEQ] = seq
     c = _cpu()
     for w in range(nworkers):
-        _store_release(ctl, w * _SLOTS + _CALLER_CPU, c)
-        _store_release(ctl, w * _SLOTS, seq)
+        b = _HEADER + w * _SLOTS
+        _store_release(ctl, b + _FN, fn)
+        _store_release(ctl, b + _CALLER_CPU, c)
+        _store_release(ctl, b + _TAKEN, -seq)
+        _store_release(ctl, b, seq)
+    return seq
+
+
+@numba.njit(**CPU)
+def _asleep(ctl, nworkers):
+    """Move each of workers ``0 .. nworkers-1`` that sleeps to waking; the
+    bit mask of those, whose ``go`` locks the caller must now release."""
+    mask = 0
+    for w in range(nworkers):
+        if _cas(ctl, _HEADER + w * _SLOTS + _STATE, _ASLEEP, _WAKING):
+            mask |= 1 << w
+    return mask
 
 
 @numba.njit(**CPU)
@@ -192,9 +307,94 @@ def _join(ctl, nworkers, seq, budget):
     """Poll until every done counter of workers ``0 .. nworkers-1`` reaches
     ``seq``, at most ``budget`` iterations each; True if all did."""
     for w in range(nworkers):
-        if not _poll(ctl, w * _SLOTS + _DONE, seq - 1, budget):
+        if not _poll(ctl, _HEADER + w * _SLOTS + _DONE, seq - 1, budget):
             return False
     return True
+
+
+@numba.njit(**CPU)
+def _take(ctl):
+    """Take the pool (its busy word); False if another call holds it."""
+    return _cas(ctl, _BUSY, 0, 1)
+
+
+@numba.njit(**CPU)
+def _give(ctl):
+    _store_release(ctl, _BUSY, 0)
+
+
+@numba.njit(**CPU)
+def claim(ctl):
+    """Take the pool for a compiled job; False if another call holds it (the
+    caller then runs its work serially)."""
+    return _take(ctl)
+
+
+@numba.njit(**CPU)
+def args_of(ctl, w):
+    """Where worker ``w``'s compiled-job arguments start in ``ctl``
+    (``ARG_SLOTS`` int64)."""
+    return _HEADER + w * _SLOTS + _ARGS
+
+
+@numba.njit(**CPU)
+def launch(ctl, nworkers, fn):
+    """Post the compiled job at address ``fn`` (``void fn(int64 *args)``) to
+    workers ``0 .. nworkers-1``, their arguments written with
+    :func:`args_of`; returns the job's number."""
+    return _post(ctl, nworkers, fn)
+
+
+@numba.njit(**CPU)
+def finish(ctl, nworkers, seq, fn):
+    """After the caller's own part: run each part no worker has claimed yet
+    (a sleeping or slow worker's) on this thread, wait for the claimed ones,
+    free the pool.  Returns the mask of sleeping workers to wake (for the
+    next call: :meth:`_Pool.wake`)."""
+    for w in range(nworkers):
+        b = _HEADER + w * _SLOTS
+        if _cas(ctl, b + _TAKEN, -seq, seq):
+            _call_job(fn, ctl.ctypes.data + 8 * (b + _ARGS))
+            continue
+        k = 0
+        while _load_acquire(ctl, b + _DONE) < seq:
+            _relax()
+            k += 1
+            if k % _YIELD_EVERY == 0:
+                _yield_cpu()
+    mask = _asleep(ctl, nworkers)
+    _give(ctl)
+    return mask
+
+
+@numba.njit(**CPU_INLINE)
+def put_array(ctl, i, a):
+    """Write C-contiguous array ``a``'s address and shape into ``ctl`` from
+    slot ``i`` (for :func:`array_at`); returns the next free slot."""
+    ctl[i] = a.ctypes.data
+    for d in range(a.ndim):
+        ctl[i + 1 + d] = a.shape[d]
+    return i + 1 + a.ndim
+
+
+@numba.njit(**CPU_INLINE)
+def array1(p, i, dtype):
+    """The 1-D array that :func:`put_array` wrote at slot ``i`` of ``p``."""
+    return numba.carray(pointer(p[i], dtype), p[i + 1])
+
+
+@numba.njit(**CPU_INLINE)
+def array5(p, i, dtype):
+    """The 5-D array that :func:`put_array` wrote at slot ``i`` of ``p``."""
+    return numba.carray(pointer(p[i], dtype), (p[i + 1], p[i + 2], p[i + 3], p[i + 4], p[i + 5]))
+
+
+@numba.njit(**CPU)
+def part_bounds(n, k, i, align):
+    """Part ``i`` of ``k`` of ``[0, n)`` as :func:`run_ranges` splits it."""
+    per = -(-n // k)
+    per += -per % align
+    return min(n, i * per), min(n, (i + 1) * per)
 
 
 def spin_microseconds() -> float:
@@ -222,10 +422,25 @@ def _iterations_per_us():
     return n / max(best * 1e6, 1e-3)
 
 
+_threads_now = None
+
+
 def parts() -> int:
     """How many parts to split work into: Numba's thread count
-    (``numba.set_num_threads`` sets it, as for the ``prange`` kernels)."""
-    return max(1, numba.get_num_threads())
+    (``numba.set_num_threads`` sets it, as for the ``prange`` kernels).
+
+    After the first call this reads the count through Numba's own entry
+    point of the threading layer: the public function also checks, under a
+    lock, that the layer was launched, which took most of its 0.7 us."""
+    global _threads_now
+    get = _threads_now
+    if get is None:
+        n = numba.get_num_threads()  # launches the layer
+        get = getattr(numba.np.ufunc.parallel, "_get_num_threads", None)
+        if get is None:
+            return max(1, n)
+        _threads_now = get
+    return max(1, get())
 
 
 def leave_cpu(cpu):
@@ -249,7 +464,7 @@ class _Worker:
 
     def __init__(self, pool, index):
         self.pool = pool
-        self.base = index * _SLOTS
+        self.base = _HEADER + index * _SLOTS
         self.go = _thread.allocate_lock()
         self.go.acquire()
         self.done = _thread.allocate_lock()
@@ -259,15 +474,25 @@ class _Worker:
         threading.Thread(target=self._loop, name=f"qops-part-{index}", daemon=True).start()
 
     def _loop(self):
-        ctl, budget = self.pool.ctl, self.pool.budget
+        ctl, base, budget = self.pool.ctl, self.base, self.pool.budget
         seq = 0
         while True:
-            _worker_wait(ctl, self.base, seq, budget, self.pool.grace)
-            self.go.acquire()
+            why = _serve(ctl, base, seq, budget, self.pool.grace)
+            if why == _MOVE:  # a compiled job ran on the caller's CPU
+                seq = int(ctl[base + _DONE])
+                leave_cpu(int(ctl[base + _CALLER_CPU]))
+                continue
+            if why == _SLEEP:  # until a caller wakes it (_Pool.wake)
+                # a waker that was interrupted between moving this worker to
+                # waking and releasing the lock would leave it asleep for
+                # good: a look every _NAP seconds ends that
+                while not self.go.acquire(timeout=_NAP) and ctl[base + _STATE] == _ASLEEP:
+                    pass
+                continue
             seq, fn, args = self.job
             self.job = None
             try:  # whatever fails here is the caller's to see, never a dead worker
-                cpu = _shared_cpu(ctl, self.base)
+                cpu = _shared_cpu(ctl, base)
                 if cpu >= 0:
                     leave_cpu(cpu)
                 self.result = (fn(*args), None)
@@ -282,24 +507,24 @@ class _Worker:
 
 class _Pool:
     def __init__(self, nworkers, budget):
-        buf = np.zeros(nworkers * _SLOTS + 8, np.int64)
+        size = _HEADER + nworkers * _SLOTS
+        buf = np.zeros(size + 8, np.int64)
         off = (-buf.ctypes.data % 64) // 8
-        self.ctl = buf[off:off + nworkers * _SLOTS]
+        self.ctl = buf[off:off + size]
+        for i in range(nworkers):  # nobody wakes a thread before it polled
+            self.ctl[_HEADER + i * _SLOTS + _STATE] = _BUSY_STATE
         self.budget = budget
         self.grace = int(_GRACE_US * _per_us)
-        self.seq = 0
-        self.busy = threading.Lock()
         self.broken = False
         self.workers = [_Worker(self, i) for i in range(nworkers)]
 
     def run(self, fn, arg_tuples):
         workers = self.workers[:len(arg_tuples) - 1]
-        self.seq += 1
-        seq = self.seq
+        seq = int(self.ctl[_SEQ]) + 1  # what _post numbers this job
         for w, args in zip(workers, arg_tuples[1:]):
             w.job = (seq, fn, args)
-            w.go.release()
-        _post(self.ctl, len(workers), seq)
+        _post(self.ctl, len(workers), 0)
+        self.wake(_asleep(self.ctl, len(workers)))
         finished = False
         try:
             try:
@@ -321,6 +546,46 @@ class _Pool:
                 raise exc
         return [r for r, _ in results]
 
+    def wake(self, mask):
+        """Release the ``go`` lock of each worker in ``mask`` (moved from
+        asleep to waking by :func:`_asleep`: each such move is one release)."""
+        w = 0
+        while mask:
+            if mask & 1:
+                try:
+                    self.workers[w].go.release()
+                except RuntimeError:  # released already (see _NAP): it wakes either way
+                    pass
+            mask >>= 1
+            w += 1
+
+    def run_compiled(self, driver, nworkers, job, args):
+        """``driver(*args, ctl, nworkers, job_address)``, a compiled caller
+        (:func:`claim`, :func:`launch`, :func:`finish`), which returns -1 when
+        the pool was busy, else the mask of workers to wake; True if it ran."""
+        mask = driver(*args, self.ctl, nworkers, job.address)
+        if mask < 0:
+            return False
+        if mask:
+            self.wake(mask)
+        return True
+
+
+class CompiledJob:
+    """A module-level job function ``job(p)`` (``p``: the int64 argument
+    slots, ``numba.carray`` over :func:`pointer` for arrays), compiled as a C
+    callback (``void job(int64 *p)``, cached on disk) on first use."""
+
+    def __init__(self, pyfunc):
+        self.pyfunc = pyfunc
+        self._address = None
+
+    @property
+    def address(self):
+        if self._address is None:
+            self._address = numba.cfunc(types.void(types.CPointer(types.int64)), **CPU)(self.pyfunc).address
+        return self._address
+
 
 _lock = threading.Lock()
 _pool = None
@@ -336,9 +601,9 @@ def _forget_pool():
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _pool_for(nworkers):
-    """The pool with at least ``nworkers`` workers, held for this call; None
-    when it is busy."""
+def _pool_with(nworkers):
+    """The pool, rebuilt first if it is broken or has fewer than ``nworkers``
+    workers."""
     global _pool, _per_us
     with _lock:
         pool = _pool
@@ -349,9 +614,34 @@ def _pool_for(nworkers):
             if pool is not None and not pool.broken:
                 nworkers = max(nworkers, len(pool.workers))
             pool = _pool = _Pool(nworkers, budget)
-        if not pool.busy.acquire(blocking=False):
-            return None
         return pool
+
+
+def _pool_for(nworkers):
+    """The pool with at least ``nworkers`` workers, held for this call; None
+    when it is busy."""
+    pool = _pool_with(nworkers)
+    return pool if _take(pool.ctl) else None
+
+
+def run_compiled(driver, job, *args):
+    """``driver(*args, ctl, nworkers, job_address)`` on the pool: a compiled
+    caller that splits its work in ``nworkers + 1`` parts, writes the
+    workers' arguments (:func:`args_of`), posts :class:`CompiledJob` ``job``
+    (:func:`launch`), runs the first part and ends with :func:`finish`; it
+    starts with :func:`claim` and returns -1 if that fails.  The hand-over
+    takes no GIL and no lock: a polling worker starts its part within a
+    microsecond or so; a sleeping one's part is run by the caller after its
+    own (so a call never waits for a wake-up), and the worker is woken for
+    the next call.  False when the work is not to be split (one Numba
+    thread) or the pool is busy with another call: run it serially then."""
+    k = parts()
+    if k < 2:
+        return False
+    pool = _pool
+    if pool is None or pool.broken or len(pool.workers) < k - 1:
+        pool = _pool_with(k - 1)
+    return pool.run_compiled(driver, k - 1, job, args)
 
 
 def run_parts(fn, arg_tuples):
@@ -367,7 +657,7 @@ def run_parts(fn, arg_tuples):
     try:
         return pool.run(fn, arg_tuples)
     finally:
-        pool.busy.release()
+        _give(pool.ctl)
 
 
 def run_ranges(fn, n, *args, align=64, tail=()):

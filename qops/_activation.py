@@ -308,7 +308,10 @@ def _launch(x, kernel, args, so, zo):
     flat = np.ascontiguousarray(data).reshape(n)
     out = np.empty(n, store)
     if n:
-        _dispatch.run(f"activation.{kernel}", "cpu", flat.view(view), out.view(view), *args(run))
+        if view is store:
+            _dispatch.run(f"activation.{kernel}", "cpu", flat, out, *args(run))
+        else:
+            _dispatch.run(f"activation.{kernel}", "cpu", flat.view(view), out.view(view), *args(run))
     out = out.reshape(shape)
     if inv is not None:
         out = out.transpose(inv)
@@ -327,10 +330,16 @@ def _apply(x, lut_vec, lut_scalar, so, zo):
     return _launch(x, "lut_apply", args, so, zo)
 
 
+@functools.lru_cache(maxsize=256)
+def _bounds(st, lo, hi):
+    """``(lo, hi)`` as NumPy scalars of the storage type ``st`` (made once)."""
+    return st(lo), st(hi)
+
+
 def _clamp_run(x, lo, hi):
     """Integer clamp ``min(max(q, lo), hi)`` with the input's qparams."""
-    st = x._dtype.storage.type
-    return _launch(x, "clamp_apply", lambda run: (st(lo), st(hi)), x._scale, x._zero_point)
+    b = _bounds(x._dtype.storage.type, lo, hi)
+    return _launch(x, "clamp_apply", lambda run: b, x._scale, x._zero_point)
 
 
 _TABLES: "OrderedDict[tuple, tuple]" = OrderedDict()

@@ -5,7 +5,7 @@ An op is either a name in :data:`_OPS` (the core kernels) or
 directly (``"pool.max_pool2d"``); both devices have the same module and
 function names.
 
-CPU launchers run inside :data:`qops._threading.kernel_section`; CUDA
+CPU launchers run inside :func:`qops._threading.kernel_lock`; CUDA
 launchers exist for every op and, without a GPU, raise an error that names
 the op (never a silent CPU fallback).
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 
 from ._device import cuda_module
-from ._threading import kernel_section
+from . import _threading
 
 _OPS = {
     "quantize": "quantize",
@@ -71,8 +71,8 @@ def _resolve(op: str, device: str):
 
 def run(op: str, device: str, *args):
     """Run kernel ``op`` on ``device`` with ``args`` (kernel argument order)."""
-    fn = _resolve(op, device)
+    fn = _cache.get((op, device)) or _resolve(op, device)
     if device == "cpu":
-        with kernel_section:
+        with _threading._lock if _threading._configured else _threading.kernel_lock():
             return fn(*args)
     return fn(*args)

@@ -47,22 +47,12 @@ def _configure() -> None:
         numba.config.THREADING_LAYER = "workqueue"
 
 
-class _KernelSection:
-    """Context manager held around every CPU kernel launch."""
-
-    __slots__ = ()
-
-    def __enter__(self):
-        if not _configured:
-            _configure()
-        _lock.acquire()
-
-    def __exit__(self, *exc):
-        _lock.release()
-        return False
-
-
-kernel_section = _KernelSection()
+def kernel_lock():
+    """The lock every CPU kernel launch holds (a re-entrant lock, used as a
+    context manager), after choosing the layer on the first call."""
+    if not _configured:
+        _configure()
+    return _lock
 
 
 def threading_layer() -> str:

@@ -397,7 +397,7 @@ def _torch_threads(n):
     """Set torch's intra-op threads (the autouse fixture restores them).  Numba
     kernels must not start on Numba's OpenMP layer meanwhile: its first launch
     resets the shared OpenMP thread count, so tests launch kernels as qops
-    does, inside ``kernel_section`` (workqueue)."""
+    does, inside ``kernel_lock()`` (workqueue)."""
     torch.set_num_threads(n)
 
 
@@ -405,13 +405,13 @@ def _float_softmax(x, d, threads):
     """qops's float32 softmax kernels on the float32 array ``x`` along ``d``
     (launched as qops launches them: on the workqueue layer, whose first use
     does not reset torch's OpenMP thread count as Numba's OpenMP layer does)."""
-    from qops._threading import kernel_section
+    from qops._threading import kernel_lock
     from qops.kernels.cpu import elementwise as K
 
     sh = x.shape
     outer, n, inner = int(np.prod(sh[:d])), sh[d], int(np.prod(sh[d + 1:]))
     y = np.empty(x.size, np.float32)
-    with kernel_section:
+    with kernel_lock():
         if d == len(sh) - 1:
             K.softmax_rows(np.ascontiguousarray(x).reshape(-1), y, outer, n)
         else:
@@ -501,7 +501,7 @@ def test_softmax_level_tables_equal_the_general_kernels(rng, monkeypatch, parall
     general kernels (exp per element) on the same dequantized values: every
     level, one- and many-row shapes, every axis (both column paths), a
     transposed input, both drivers."""
-    from qops._threading import kernel_section
+    from qops._threading import kernel_lock
     from qops.kernels.cpu import elementwise as K
 
     for name in ("SOFTMAX_PARALLEL_MIN", "SOFTMAX_COLUMNS_PARALLEL_MIN"):
@@ -530,7 +530,7 @@ def test_softmax_level_tables_equal_the_general_kernels(rng, monkeypatch, parall
                     every = (np.arange(256) - (128 if dtype is qops.qint8 else 0)).astype(dtype.storage)
                     xv = qops.dequantize(qt(every, dtype, x.q_scale(), x.q_zero_point()), numerics="fbgemm")
                     got = np.empty(f.size, np.float32)
-                    with kernel_section:
+                    with kernel_lock():
                         K.softmax_levels(np.ascontiguousarray(x.int_repr()).reshape(-1),
                                          np.asarray(xv, np.float32), flags, got, outer, n,
                                          inner, d == len(sh) - 1, 256.0, 0.0, 0, 255)

@@ -254,7 +254,7 @@ def test_group_norm_table_path_equals_direct_kernel(rng, dt):
     """The per-channel table kernel (VBMI) gives the direct kernel's bytes:
     planes holding every byte value, plane sizes around the 64-byte blocks,
     random affine parameters and output qparams."""
-    from qops._threading import kernel_section
+    from qops._threading import kernel_lock
     from qops.kernels.cpu import norm as K
     from qops.kernels.cpu._avx512 import vbmi_available
 
@@ -276,7 +276,7 @@ def test_group_norm_table_path_equals_direct_kernel(rng, dt):
         args = (x, sgn, bs * groups, groups, cpg, hw, g, b, xs, xzp, 1e-5, inv, yzp, lo, hi)
         want = np.empty(x.size, np.uint8)
         got = np.empty(x.size, np.uint8)
-        with kernel_section:
+        with kernel_lock():
             K.group_norm_nchw(*args, want)
             K.group_norm_nchw_vbmi(*args, got)
             np.testing.assert_array_equal(got, want)

@@ -162,18 +162,32 @@ def test_interpolate_matches_torch(rng, dtype, mode):
 
 
 def test_interpolate_large_parallel(rng, monkeypatch):
-    """Outputs above the parallel threshold take the chunked parallel drivers
-    (the channels-last nearest copy runs in parts from its own threshold,
-    lowered to reach it)."""
-    monkeypatch.setattr(cpu_resample, "NEAREST_CL_PARTS_MIN", cpu_resample.PARALLEL_MIN)
+    """Outputs above the parallel thresholds take the parallel drivers: the
+    nearest copy in parts handed over in compiled code (8-bit and 32-bit
+    elements, 4-D and 5-D), bilinear in chunks."""
+    from qops.kernels import _split
+
     for layout in ("nchw", "nhwc"):
-        ints = full_range(rng, qops.quint8, (2, 24, 61, 47))
-        q, t = pair(ints, qops.quint8, 0.05, 131, layout)
-        for mode, kw in [("nearest", dict(scale_factor=2.3)), ("bilinear", dict(size=(97, 130), align_corners=False))]:
-            y = F.interpolate(t, mode=mode, **kw)
-            out = qf.interpolate(q, mode=mode, **kw)
-            assert out.size >= cpu_resample.PARALLEL_MIN
-            check_same(out, y, channels_last(t), (layout, mode))
+        for dtype in (qops.quint8, qops.qint8, qops.qint32):
+            ints = full_range(rng, dtype, (2, 24, 61, 47))
+            q, t = pair(ints, dtype, 0.05, 131 if dtype is qops.quint8 else -3, layout)
+            cases = [("nearest", dict(scale_factor=2.3))]
+            if dtype is qops.quint8:
+                cases.append(("bilinear", dict(size=(97, 130), align_corners=False)))
+            for mode, kw in cases:
+                y = F.interpolate(t, mode=mode, **kw)
+                out = qf.interpolate(q, mode=mode, **kw)
+                assert out.size >= max(cpu_resample.PARALLEL_MIN, cpu_resample.NEAREST_CL_PARTS_MIN)
+                check_same(out, y, channels_last(t), (layout, mode, dtype))
+                if mode == "nearest" and _split.parts() > 1:
+                    fn = _split._pool.ctl[_split._HEADER + _split._FN]
+                    assert fn == cpu_resample._NEAREST_JOB.address
+        ints = full_range(rng, qops.quint8, (1, 5, 9, 23, 31))
+        q, t = pair(ints, qops.quint8, 0.05, 7, layout)
+        y = F.interpolate(t, scale_factor=(1.5, 2.0, 2.7), mode="nearest")
+        out = qf.interpolate(q, scale_factor=(1.5, 2.0, 2.7), mode="nearest")
+        assert out.size >= cpu_resample.NEAREST_PARTS_MIN
+        check_same(out, y, False, (layout, "nearest 3-D"))
 
 
 def test_bilinear_layouts_differ_as_in_torch(rng):

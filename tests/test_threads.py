@@ -328,3 +328,96 @@ def test_the_pool_keeps_no_reference_to_a_call(split):
     assert split.run_parts(lambda v, i: v.shape[0] + i, [(a, i) for i in range(k)]) == [
         1000 + i for i in range(k)]
     assert sys.getrefcount(a) == before
+
+
+# ------------------------------------------------- compiled jobs on the pool
+
+COMPILED = """
+import threading, multiprocessing as mp, numba
+from qops.kernels import _split
+from qops.kernels.cpu import activation as A
+numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+rng = np.random.default_rng(3)
+n = 3 * A.CLAMP_PARTS_MIN + 77
+cases = [
+    (rng.integers(0, 256, n).astype(np.uint8), np.uint8(20), np.uint8(200)),
+    (rng.integers(-128, 128, n).astype(np.int8), np.int8(-100), np.int8(3)),
+    (rng.integers(-2**31, 2**31, n).astype(np.int32), np.int32(-5000), np.int32(70000)),
+]
+def clamps():
+    ok, posted, by_worker = True, 0, 0
+    for v, lo, hi in cases:
+        out = np.empty_like(v)
+        A.clamp_apply(v, out, lo, hi)
+        ctl = _split._pool.ctl
+        posted += int(ctl[_split._HEADER + _split._FN] == A._CLAMP_JOB.address)
+        by_worker += int(ctl[_split._HEADER + _split._DONE] == ctl[_split._SEQ])
+        ok &= bool(np.array_equal(out, np.clip(v, lo, hi)))
+    return ok, posted, by_worker
+ok, posted, by_worker = True, 0, 0
+for _ in range(10):
+    o, p, w = clamps()
+    ok &= o
+    posted += p
+    by_worker += w
+    k = _split.parts()
+    ok &= _split.run_parts(lambda i: 3 * i, [(i,) for i in range(k)]) == [3 * i for i in range(k)]
+results = []
+def worker():
+    for _ in range(5):
+        results.append(clamps()[0])
+threads = [threading.Thread(target=worker) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+def child(i):
+    return all(clamps()[0] for _ in range(3))
+with mp.get_context("fork").Pool(2) as pool:
+    forked = pool.map(child, range(2))
+print(ok, posted, by_worker, all(results) and len(results) == 40, all(forked),
+      _split._pool.ctl[_split._BUSY])
+"""
+
+
+@pytest.mark.parametrize("spin", ["1000000", "0"])
+def test_compiled_parts_of_the_clamp(spin):
+    """The clamp above CLAMP_PARTS_MIN posts its parts as a compiled job
+    (uint8, int8, int32; odd length), between Python jobs, from 8 threads at
+    once and in forked children, with identical results.  Workers that poll
+    (for a second after each job here) run their parts; with QOPS_SPIN_US=0
+    they sleep, and the caller runs the parts itself."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two Numba threads")
+    ok, posted, by_worker, threads, forked, busy = _check(
+        _python(COMPILED, env_extra={"QOPS_SPIN_US": spin}))
+    assert (ok, posted, threads, forked, busy) == ("True", "30", "True", "True", "0")
+    if spin != "0":  # a busy machine may delay a worker past the caller's own part
+        assert int(by_worker) >= 10
+
+
+def test_the_caller_runs_the_parts_no_worker_claimed(split):
+    """With no worker polling, a compiled call runs every part itself, frees
+    the pool, and returns the sleeping workers to wake (moved to waking);
+    claim() fails while the pool is held.  part_bounds splits as run_ranges
+    does."""
+    import numpy as np
+
+    from qops.kernels.cpu import activation as A
+
+    ctl = np.zeros(split._HEADER + 3 * split._SLOTS, np.int64)
+    state = [split._HEADER + w * split._SLOTS + split._STATE for w in range(3)]
+    ctl[state] = [split._ASLEEP, split._BUSY_STATE, split._ASLEEP]
+    x = np.random.default_rng(5).integers(0, 256, 100_003).astype(np.uint8)
+    out = np.zeros_like(x)
+    mask = A._clamp_parts(x, out, np.uint8(9), np.uint8(201), 0, ctl, 3, A._CLAMP_JOB.address)
+    assert np.array_equal(out, np.clip(x, 9, 201))
+    assert mask == 0b101
+    assert list(ctl[state]) == [split._WAKING, split._BUSY_STATE, split._WAKING]
+    assert ctl[split._BUSY] == 0 and ctl[split._SEQ] == 1
+    assert split.claim(ctl)
+    assert A._clamp_parts(x, out, np.uint8(9), np.uint8(201), 0, ctl, 3, A._CLAMP_JOB.address) == -1
+    k = split.parts()
+    for n in (0, 1, 63, 64, 1000, 12345):
+        ranges = split.run_ranges(lambda lo, hi: (lo, hi), n, align=64)
+        assert [split.part_bounds(n, k, i, 64) for i in range(k)] == ranges

@@ -16,10 +16,11 @@ PReLU has one table per weight channel (:func:`lut_channels`).
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import carray, njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN, STREAM_PARALLEL_MIN
-from .._split import run_ranges
+from .._split import (CompiledJob, args_of, claim, finish, launch, part_bounds, pointer, run_compiled,
+                      run_ranges)
 from ._avx512 import avx512bw_available, lut64, qprelu64, vbmi_available
 from ._llvm import add_i32, fma32
 
@@ -31,6 +32,12 @@ VEC = 64
 #: Elements from which :func:`lut_channels` looks bytes up one by one in
 #: parallel (one thread does about 1.6 per nanosecond on the reference machine).
 CHANNELS_PARALLEL_MIN = 1 << 21
+
+#: Elements from which :func:`clamp_apply` runs in parts, handed over in
+#: compiled code (:func:`qops.kernels._split.run_compiled`).  On the reference
+#: machine, one thread / two parts (microseconds a call, back to back, in two
+#: processes): 128K 2.8-3.0 / 2.8-3.0, 256K 5.2-6.3 / 3.5-4.5, 1M 23-24 / 13-14.
+CLAMP_PARTS_MIN = 1 << 18
 
 
 @njit(**CPU_INLINE)
@@ -196,16 +203,59 @@ def _clamp_span(x, out, lo, hi, a, b):
     _clamp_range(x, out, lo, hi, a, b)
 
 
-def clamp_apply(x, out, lo, hi):
-    """``out = min(max(x, lo), hi)`` on flat uint8 or int8 arrays (``lo``, ``hi`` of
-    the same NumPy type): relu, relu6, hardtanh and clamp, which are integer
-    selections in every torch path.  LLVM vectorises the loop, so it streams
-    at memory speed on one thread up to ``STREAM_PARALLEL_MIN`` elements, in
-    parts on several threads from there (:mod:`qops.kernels._split`)."""
-    if x.size >= STREAM_PARALLEL_MIN:
-        run_ranges(_clamp_span, x.size, x, out, lo, hi)
+def _clamp_job(p):
+    """One part of :func:`clamp_apply` run by a pool worker without the GIL:
+    ``p`` holds the input and output addresses, ``lo``, ``hi``, the length,
+    the part's range and the element type (0 uint8, 1 int8, 2 int32)."""
+    n, a, b, kind = p[4], p[5], p[6], p[7]
+    if kind == 0:
+        _clamp_range(carray(pointer(p[0], np.uint8), n), carray(pointer(p[1], np.uint8), n),
+                     np.uint8(p[2]), np.uint8(p[3]), a, b)
+    elif kind == 1:
+        _clamp_range(carray(pointer(p[0], np.int8), n), carray(pointer(p[1], np.int8), n),
+                     np.int8(p[2]), np.int8(p[3]), a, b)
     else:
-        _clamp_span(x, out, lo, hi, 0, x.size)
+        _clamp_range(carray(pointer(p[0], np.int32), n), carray(pointer(p[1], np.int32), n),
+                     np.int32(p[2]), np.int32(p[3]), a, b)
+
+
+_CLAMP_JOB = CompiledJob(_clamp_job)
+_CLAMP_KIND = {np.dtype(np.uint8): 0, np.dtype(np.int8): 1, np.dtype(np.int32): 2}
+
+
+@njit(**CPU)
+def _clamp_parts(x, out, lo, hi, kind, ctl, nworkers, job):
+    """:func:`clamp_apply` in ``nworkers + 1`` parts on the pool
+    (:func:`qops.kernels._split.run_compiled`)."""
+    if not claim(ctl):
+        return -1
+    n = x.size
+    for w in range(nworkers):
+        a, b = part_bounds(n, nworkers + 1, w + 1, 64)
+        i = args_of(ctl, w)
+        ctl[i] = x.ctypes.data
+        ctl[i + 1] = out.ctypes.data
+        ctl[i + 2] = lo
+        ctl[i + 3] = hi
+        ctl[i + 4] = n
+        ctl[i + 5] = a
+        ctl[i + 6] = b
+        ctl[i + 7] = kind
+    seq = launch(ctl, nworkers, job)
+    _clamp_range(x, out, lo, hi, 0, part_bounds(n, nworkers + 1, 0, 64)[1])
+    return finish(ctl, nworkers, seq, job)
+
+
+def clamp_apply(x, out, lo, hi):
+    """``out = min(max(x, lo), hi)`` on flat uint8, int8 or int32 arrays
+    (``lo``, ``hi`` of the same NumPy type): relu, relu6, hardtanh and clamp,
+    which are integer selections in every torch path.  LLVM vectorises the
+    loop; from ``CLAMP_PARTS_MIN`` elements it runs in parts, handed to the
+    pool's workers in compiled code (:func:`qops.kernels._split.run_compiled`)."""
+    n = x.size
+    if n < CLAMP_PARTS_MIN or not run_compiled(_clamp_parts, _CLAMP_JOB, x, out, lo, hi,
+                                                _CLAMP_KIND[x.dtype]):
+        _clamp_span(x, out, lo, hi, 0, n)
 
 
 @njit(**CPU_INLINE)

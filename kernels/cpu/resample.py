@@ -42,7 +42,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN, STREAM_PARALLEL_MIN
-from .._split import run_ranges
+from .._split import (CompiledJob, args_of, array1, array5, claim, finish, launch, part_bounds,
+                      put_array, run_compiled, run_ranges)
 from ._avx512 import permute64, vbmi_available
 from ._llvm import fma32
 
@@ -110,15 +111,48 @@ def _nearest_rows(x, di, hi, wi, out, lo, hi_row):
                     of[d + k] = xf[s + k]
 
 
-#: Output bytes from which nearest resampling runs in parts
-#: (:mod:`qops.kernels._split`; before, a ``prange`` on the ``workqueue``
-#: layer).  Measured on the reference machine, 2x upsampling of 64 channels,
-#: whole calls, one thread / two parts: planes first (one byte per pixel)
-#: 1M output bytes 0.37 / 0.26 ms, 16M 3.1 / 1.5 ms; channels last (64-byte
-#: pixels) 1M 0.045 / 0.044 ms, 16M 0.78 / 0.60 ms.
-NEAREST_PARTS_MIN = PARALLEL_MIN
+def _nearest_job(p):
+    """One part of :func:`nearest` on a pool worker (slots: ``x``, ``di``,
+    ``hi``, ``wi``, ``out`` by :func:`put_array`, the row range, the element
+    type: 0 uint8, 1 int32)."""
+    di, hi, wi = array1(p, 6, np.int64), array1(p, 8, np.int64), array1(p, 10, np.int64)
+    if p[20] == 0:
+        _nearest_rows(array5(p, 0, np.uint8), di, hi, wi, array5(p, 12, np.uint8), p[18], p[19])
+    else:
+        _nearest_rows(array5(p, 0, np.int32), di, hi, wi, array5(p, 12, np.int32), p[18], p[19])
+
+
+_NEAREST_JOB = CompiledJob(_nearest_job)
+_NEAREST_KIND = {np.dtype(np.uint8): 0, np.dtype(np.int32): 1}
+
+
+@njit(**CPU)
+def _nearest_parts(x, di, hi, wi, out, rows, kind, ctl, nworkers, job):
+    """:func:`nearest` in ``nworkers + 1`` parts of output rows on the pool
+    (:func:`qops.kernels._split.run_compiled`)."""
+    if not claim(ctl):
+        return -1
+    for w in range(nworkers):
+        i = args_of(ctl, w)
+        i = put_array(ctl, put_array(ctl, put_array(ctl, put_array(ctl, i, x), di), hi), wi)
+        i = put_array(ctl, i, out)
+        ctl[i], ctl[i + 1] = part_bounds(rows, nworkers + 1, w + 1, 1)
+        ctl[i + 2] = kind
+    seq = launch(ctl, nworkers, job)
+    _nearest_rows(x, di, hi, wi, out, 0, part_bounds(rows, nworkers + 1, 0, 1)[1])
+    return finish(ctl, nworkers, seq, job)
+
+
+#: Output elements from which nearest resampling runs in parts, handed over
+#: in compiled code (:func:`qops.kernels._split.run_compiled`).  Measured on
+#: the reference machine, 2x upsampling of 64 channels, whole interpolate
+#: calls, one thread / two parts (microseconds, best of 7 x 300): planes first
+#: (one element per pixel) 64K output elements 47 / 30, 256K 116 / 64, 1M
+#: 363 / 190, 16M 3106 / 1548; channels last (64-element pixels) 128K 15 /
+#: 15, 256K 19 / 17, 512K 26 / 20, 1M 41 / 27, 16M 759 / 327.
+NEAREST_PARTS_MIN = 1 << 16
 #: The same for channels-last copies of 16 or more channels.
-NEAREST_CL_PARTS_MIN = 1 << 21
+NEAREST_CL_PARTS_MIN = 1 << 18
 
 
 def nearest(x, di, hi, wi, out):
@@ -129,9 +163,10 @@ def nearest(x, di, hi, wi, out):
     (upsampling) is a copy of that row.  In parts from ``NEAREST_PARTS_MIN``
     output bytes (``NEAREST_CL_PARTS_MIN`` for 16 or more channels)."""
     rows = out.shape[0] * out.shape[1] * out.shape[2]
-    if out.size >= (NEAREST_CL_PARTS_MIN if x.shape[4] >= 16 else NEAREST_PARTS_MIN):
-        run_ranges(_nearest_rows, rows, x, di, hi, wi, out, align=1)
-    elif rows:
+    if (out.size < (NEAREST_CL_PARTS_MIN if x.shape[4] >= 16 else NEAREST_PARTS_MIN)
+            or not (x.flags.c_contiguous and out.flags.c_contiguous)
+            or not run_compiled(_nearest_parts, _NEAREST_JOB, x, di, hi, wi, out, rows,
+                                _NEAREST_KIND[x.dtype])):
         _nearest_rows(x, di, hi, wi, out, 0, rows)
 
 
