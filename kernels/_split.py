@@ -60,7 +60,7 @@ from ._options import CPU, CPU_INLINE
 
 __all__ = ["parts", "run_parts", "run_ranges", "run_compiled", "spin_microseconds", "CompiledJob",
            "ARG_SLOTS", "claim", "args_of", "launch", "finish", "part_bounds", "pointer", "put_array",
-           "array1", "array5"]
+           "array1", "array3", "array5", "put_float", "float_at"]
 
 #: The counter array: a header line (the pool's busy word and the last job
 #: number), then ``_SLOTS`` int64 per worker: on its first line the job
@@ -367,6 +367,38 @@ def finish(ctl, nworkers, seq, fn):
     return mask
 
 
+@intrinsic
+def _bits(typingctx, v):
+    """The bits of float64 ``v`` as an int64."""
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _float(typingctx, v):
+    """The float64 whose bits are int64 ``v``."""
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@numba.njit(**CPU_INLINE)
+def put_float(ctl, i, v):
+    """Write float ``v`` (float32 or float64: exactly) into slot ``i``."""
+    ctl[i] = _bits(np.float64(v))
+
+
+@numba.njit(**CPU_INLINE)
+def float_at(p, i):
+    """The float that :func:`put_float` wrote at slot ``i`` of ``p`` (float64)."""
+    return _float(p[i])
+
+
 @numba.njit(**CPU_INLINE)
 def put_array(ctl, i, a):
     """Write C-contiguous array ``a``'s address and shape into ``ctl`` from
@@ -381,6 +413,12 @@ def put_array(ctl, i, a):
 def array1(p, i, dtype):
     """The 1-D array that :func:`put_array` wrote at slot ``i`` of ``p``."""
     return numba.carray(pointer(p[i], dtype), p[i + 1])
+
+
+@numba.njit(**CPU_INLINE)
+def array3(p, i, dtype):
+    """The 3-D array that :func:`put_array` wrote at slot ``i`` of ``p``."""
+    return numba.carray(pointer(p[i], dtype), (p[i + 1], p[i + 2], p[i + 3]))
 
 
 @numba.njit(**CPU_INLINE)

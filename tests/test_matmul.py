@@ -170,6 +170,9 @@ def test_fused_matmul_is_the_three_steps(rng, dtype, parts):
     """On any host: the CPU's one-launch matmul (byte tables, products, output
     quantization per group of rows) gives the integers of dequantize, the
     float32 products and quantize_per_tensor run one after the other."""
+    from qops.kernels import _split
+    from qops.kernels.cpu import elementwise as E
+
     lo = dtype.qmin
     for batch, m, k, n, _ in SHAPES:
         a = _q(rng, batch + (m, k), dtype, 0.02, lo + 121)
@@ -180,6 +183,8 @@ def test_fused_matmul_is_the_three_steps(rng, dtype, parts):
         want = qops.quantize_per_tensor(prod, so, lo + 128, dtype)
         got = F.matmul(a, b, so, lo + 128, torch_threads=2)
         np.testing.assert_array_equal(got.int_repr(), want.int_repr(), err_msg=str((batch, m, k, n)))
+        if parts and k and _split.parts() > 1:  # handed over as a compiled job
+            assert _split._pool.ctl[_split._HEADER + _split._FN] == E._MATMUL_Q8_JOB.address
 
 
 def test_matmul_within_one_lsb_anywhere(rng):

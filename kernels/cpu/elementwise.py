@@ -29,7 +29,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL
-from .._split import parts, run_parts, run_ranges
+from .._split import (CompiledJob, args_of, array1, array3, claim, finish, float_at, launch, part_bounds,
+                      parts, put_array, put_float, run_compiled, run_parts, run_ranges)
 from ..modes import DQ_TORCH_TENSOR
 from ._avx512 import qadd64, qmul64, sgemm4x64
 from ._llvm import add_i32, fma32, fma64
@@ -654,10 +655,59 @@ def matmul_q8(aq, bq, sa, za, sb, zb, rows, naive, out, mode, s, inv, zpf, zpi, 
     args = (aq.reshape(-1), sa, za, fa, fb, fc, rows, naive, out.reshape(-1), mode, s, inv, zpf, zpi,
             qmin, qmax, nanq)
     units = nbat * ((m + 3) // 4)
-    if nbat * m * k * n >= MATMUL_PARTS_MIN:
-        run_ranges(_matmul_q8_range, units, *args, align=1)
-    else:
+    if nbat * m * k * n < MATMUL_PARTS_MIN or not run_compiled(_matmul_q8_parts, _MATMUL_Q8_JOB, *args,
+                                                                units, _Q8_KIND[aq.dtype]):
         _matmul_q8_range(*args, 0, units)
+
+
+_Q8_KIND = {np.dtype(np.uint8): 0, np.dtype(np.int8): 1}
+
+
+def _matmul_q8_job(p):
+    """One part of :func:`matmul_q8` on a pool worker; the slots as
+    :func:`_matmul_q8_parts` writes them."""
+    fa, fb, fc = array3(p, 4, np.float32), array3(p, 8, np.float32), array3(p, 12, np.float32)
+    s, inv, zpf = array1(p, 22, np.float32), array1(p, 24, np.float32), array1(p, 26, np.float32)
+    zpi = array1(p, 28, np.int64)
+    sa = np.float32(float_at(p, 2))
+    if p[35] == 0:
+        _matmul_q8_range(array1(p, 0, np.uint8), sa, p[3], fa, fb, fc, p[16], p[17] != 0,
+                         array1(p, 18, np.uint8), p[20], s, inv, zpf, zpi, p[30], p[31], p[32], p[33], p[34])
+    else:
+        _matmul_q8_range(array1(p, 0, np.int8), sa, p[3], fa, fb, fc, p[16], p[17] != 0,
+                         array1(p, 18, np.int8), p[20], s, inv, zpf, zpi, p[30], p[31], p[32], p[33], p[34])
+
+
+_MATMUL_Q8_JOB = CompiledJob(_matmul_q8_job)
+
+
+@njit(**CPU)
+def _matmul_q8_parts(aq, sa, za, fa, fb, fc, rows, naive, out, mode, s, inv, zpf, zpi, qmin, qmax, nanq,
+                     units, kind, ctl, nworkers, job):
+    """:func:`matmul_q8`'s groups of 4 rows in ``nworkers + 1`` parts on the
+    pool (:func:`qops.kernels._split.run_compiled`)."""
+    if not claim(ctl):
+        return -1
+    for w in range(nworkers):
+        i = args_of(ctl, w)
+        put_array(ctl, i, aq)
+        put_float(ctl, i + 2, sa)
+        ctl[i + 3] = za
+        put_array(ctl, put_array(ctl, put_array(ctl, i + 4, fa), fb), fc)
+        ctl[i + 16] = rows
+        ctl[i + 17] = naive
+        put_array(ctl, i + 18, out)
+        ctl[i + 20] = mode
+        put_array(ctl, put_array(ctl, put_array(ctl, put_array(ctl, i + 22, s), inv), zpf), zpi)
+        ctl[i + 30] = qmin
+        ctl[i + 31] = qmax
+        ctl[i + 32] = nanq
+        ctl[i + 33], ctl[i + 34] = part_bounds(units, nworkers + 1, w + 1, 1)
+        ctl[i + 35] = kind
+    seq = launch(ctl, nworkers, job)
+    _matmul_q8_range(aq, sa, za, fa, fb, fc, rows, naive, out, mode, s, inv, zpf, zpi, qmin, qmax, nanq,
+                     0, part_bounds(units, nworkers + 1, 0, 1)[1])
+    return finish(ctl, nworkers, seq, job)
 
 
 @njit(**CPU)
