@@ -60,7 +60,7 @@ from ._options import CPU, CPU_INLINE
 
 __all__ = ["parts", "run_parts", "run_ranges", "run_compiled", "spin_microseconds", "CompiledJob",
            "ARG_SLOTS", "claim", "args_of", "launch", "finish", "part_bounds", "pointer", "put_array",
-           "array1", "array3", "array5", "put_float", "float_at"]
+           "array1", "array2", "array3", "array5", "put_float", "float_at"]
 
 #: The counter array: a header line (the pool's busy word and the last job
 #: number), then ``_SLOTS`` int64 per worker: on its first line the job
@@ -413,6 +413,12 @@ def put_array(ctl, i, a):
 def array1(p, i, dtype):
     """The 1-D array that :func:`put_array` wrote at slot ``i`` of ``p``."""
     return numba.carray(pointer(p[i], dtype), p[i + 1])
+
+
+@numba.njit(**CPU_INLINE)
+def array2(p, i, dtype):
+    """The 2-D array that :func:`put_array` wrote at slot ``i`` of ``p``."""
+    return numba.carray(pointer(p[i], dtype), (p[i + 1], p[i + 2]))
 
 
 @numba.njit(**CPU_INLINE)

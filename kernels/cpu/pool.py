@@ -44,7 +44,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CPU, CPU_INLINE, CPU_PARALLEL
-from .._split import run_ranges
+from .._split import (CompiledJob, args_of, array1, array2, claim, finish, launch, part_bounds, put_array,
+                      run_compiled, run_ranges)
 from ._avx512 import avx512bw_available, maxtaps64, sumtaps64
 from ._llvm import add_i32, fma32
 from .scalar import clamp_int, div_rne
@@ -569,6 +570,52 @@ def _avg_cl_simd_range(xf, out2, dims, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_
                       lo_w, hi_w, ext_w, cip, divisor, mode, cvec, zp, qmin, qmax, maxtaps)
 
 
+def _avg_cl_simd_job(p):
+    """One part of the AVX-512 channels-last average pool on a pool worker;
+    the slots as :func:`_avg_cl_simd_parts` writes them."""
+    w = (array1(p, 5, np.int64), array1(p, 7, np.int64), array1(p, 9, np.int64),
+         array1(p, 11, np.int64), array1(p, 13, np.int64), array1(p, 15, np.int64),
+         array1(p, 17, np.int64), array1(p, 19, np.int64), array1(p, 21, np.int64),
+         array1(p, 23, np.int64))
+    if p[35] == 0:
+        _avg_cl_simd_range(array1(p, 0, np.uint8), array2(p, 2, np.uint8), *w, p[25] != 0, p[26], p[27],
+                           p[28], p[29], p[30], p[31], p[32], p[33], p[34])
+    else:
+        _avg_cl_simd_range(array1(p, 0, np.int8), array2(p, 2, np.int8), *w, p[25] != 0, p[26], p[27],
+                           p[28], p[29], p[30], p[31], p[32], p[33], p[34])
+
+
+_AVG_CL_SIMD_JOB = CompiledJob(_avg_cl_simd_job)
+
+
+@njit(**CPU)
+def _avg_cl_simd_parts(xf, out2, dims, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
+                       cip, divisor, mode, cvec, zp, qmin, qmax, maxtaps, rows, kind, ctl, nworkers, job):
+    """:func:`_avg_cl_simd_range` in ``nworkers + 1`` parts of output rows on
+    the pool (:func:`qops.kernels._split.run_compiled`)."""
+    if not claim(ctl):
+        return -1
+    for w in range(nworkers):
+        i = put_array(ctl, put_array(ctl, put_array(ctl, args_of(ctl, w), xf), out2), dims)
+        i = put_array(ctl, put_array(ctl, put_array(ctl, i, lo_d), hi_d), ext_d)
+        i = put_array(ctl, put_array(ctl, put_array(ctl, i, lo_h), hi_h), ext_h)
+        i = put_array(ctl, put_array(ctl, put_array(ctl, i, lo_w), hi_w), ext_w)
+        ctl[i] = cip
+        ctl[i + 1] = divisor
+        ctl[i + 2] = mode
+        ctl[i + 3] = cvec
+        ctl[i + 4] = zp
+        ctl[i + 5] = qmin
+        ctl[i + 6] = qmax
+        ctl[i + 7] = maxtaps
+        ctl[i + 8], ctl[i + 9] = part_bounds(rows, nworkers + 1, w + 1, 1)
+        ctl[i + 10] = kind
+    seq = launch(ctl, nworkers, job)
+    _avg_cl_simd_range(xf, out2, dims, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w, cip,
+                       divisor, mode, cvec, zp, qmin, qmax, maxtaps, 0, part_bounds(rows, nworkers + 1, 0, 1)[1])
+    return finish(ctl, nworkers, seq, job)
+
+
 # --------------------------------------------------------------------------
 # public kernels (same names and argument order as kernels/cuda/pool.py)
 # --------------------------------------------------------------------------
@@ -699,9 +746,8 @@ def avg_pool_cl(x, out, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w,
         # 0.42 ms in two parts, and 16M the same either way (5.3-5.5 ms)
         args = (x.reshape(-1), out.reshape(-1, c), _dims(x, out), lo_d, hi_d, ext_d, lo_h, hi_h,
                 ext_h, lo_w, hi_w, ext_w, cip, divisor, mode, cvec, zp, qmin, qmax, int(taps))
-        if out.size * taps >= SIMD_CL_PARTS_MIN:
-            run_ranges(_avg_cl_simd_range, rows, *args, align=1)
-        else:
+        if out.size * taps < SIMD_CL_PARTS_MIN or not run_compiled(
+                _avg_cl_simd_parts, _AVG_CL_SIMD_JOB, *args, rows, 0 if x.dtype == np.uint8 else 1):
             _avg_cl_simd_range(*args, 0, rows)
         return
     acc2 = np.zeros(((rows + step - 1) // step, c), np.int32 if small else np.int64)
