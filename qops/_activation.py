@@ -90,9 +90,10 @@ def _check_input(x, op, qint32_ok=False):
 
 
 def _real(v, what, op, allow_inf=False):
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{op}: {what} must be a real number, got {type(v).__name__}")
-    v = float(v)
+    if type(v) is not float:  # the common case skips the slow abstract-class test
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{op}: {what} must be a real number, got {type(v).__name__}")
+        v = float(v)
     if v != v or (not allow_inf and not math.isfinite(v)):
         raise ValueError(f"{op}: {what} must be a finite number, got {v!r}")
     return v
@@ -292,7 +293,18 @@ def _launch(x, kernel, args, so, zo):
     callable ``run -> tuple`` (the table layout can depend on the run)."""
     dtype = x._dtype
     store = dtype.storage
-    data, run, inv = _geometry(x._data)
+    data = x._data
+    if type(data) is np.ndarray and data.flags.c_contiguous:  # the common case, briefly
+        out = np.empty(data.shape, store)
+        n = data.size
+        if n:
+            if kernel == "clamp_apply":
+                _dispatch.run("activation.clamp_apply", "cpu", data.reshape(n), out.reshape(n), *args(n))
+            else:
+                _dispatch.run(f"activation.{kernel}", "cpu", data.reshape(n).view(np.uint8),
+                              out.reshape(n).view(np.uint8), *args(n))
+        return QTensor._per_tensor(out, dtype, so, zo)
+    data, run, inv = _geometry(data)
     shape = data.shape
     n = math.prod(shape)  # Python ints: np.prod costs microseconds a call
     view = np.uint8 if kernel != "clamp_apply" else store
