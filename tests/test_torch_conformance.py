@@ -484,23 +484,68 @@ def test_equal_agrees_with_torch(rng):
     assert qa.transpose(0, 1).equal(qa.transpose(0, 1).contiguous())
 
 
-@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
-def test_fast_quantize_dequantize_drivers(monkeypatch, parallel):
-    """The vectorised per-tensor quantize and 8-bit dequantize on their serial
-    and parallel drivers, against torch, on lengths that end mid-chunk."""
+@pytest.mark.parametrize("path", ["serial", "python-parts", "compiled-parts"])
+def test_quantize_dequantize_drivers(monkeypatch, path):
+    """Per-tensor (quint8, qint8, qint32) and per-channel quantize and
+    dequantize on one thread, in parts handed over as Python calls, and in
+    parts handed over as compiled jobs, against torch, on lengths that end
+    mid-chunk."""
+    from qops.kernels import _split
     from qops.kernels.cpu import quantize as Q
 
-    monkeypatch.setattr(Q, "FAST_PARALLEL_MIN", 0 if parallel else 1 << 62)
+    monkeypatch.setattr(Q, "QUANTIZE_PARTS_MIN", 0 if path == "compiled-parts" else 1 << 62)
+    monkeypatch.setattr(Q, "FAST_PARALLEL_MIN", 0 if path == "python-parts" else 1 << 62)
+    monkeypatch.setattr(Q, "PARALLEL_MIN", 0 if path == "python-parts" else 1 << 62)
+    compiled = path == "compiled-parts" and _split.parts() > 1
+    keep = []  # no result's memory is reused by a later output (it would hide unwritten elements)
+
+    def posted(job):
+        return _split._pool.ctl[_split._HEADER + _split._FN] == job.address
+
     rng = np.random.default_rng(11)
     for n in (1, 1000, 3 * Q.CHUNK + 17):
         x = (rng.standard_normal(n) * 3).astype(np.float32)
         x[: n // 7] = ((rng.integers(-200, 200, n // 7) + 0.5) * np.float32(0.05)).astype(np.float32)
-        for dtype, tdt, zp in ((qops.quint8, torch.quint8, 128), (qops.qint8, torch.qint8, -3)):
-            q = qops.quantize_per_tensor(x, 0.05, zp, dtype)
-            t = torch.quantize_per_tensor(torch.from_numpy(x), 0.05, zp, tdt)
+        for dtype, tdt, zp in ((qops.quint8, torch.quint8, 128), (qops.qint8, torch.qint8, -3),
+                               (qops.qint32, torch.qint32, 17)):
+            q = qops.quantize_per_tensor(x, 0.05 if dtype is not qops.qint32 else 1e-6, zp, dtype)
+            assert not compiled or n == 1 or posted(Q._QUANTIZE_JOB)
+            t = torch.quantize_per_tensor(torch.from_numpy(x), q.q_scale(), zp, tdt)
             np.testing.assert_array_equal(q.int_repr(), t.int_repr().numpy())
-            np.testing.assert_array_equal(qops.dequantize(q).view(np.uint32),
-                                          t.dequantize().numpy().view(np.uint32))
+            d = qops.dequantize(q)
+            assert not compiled or n == 1 or dtype is not qops.qint32 or posted(Q._DEQUANTIZE_JOB)
+            np.testing.assert_array_equal(d.view(np.uint32), t.dequantize().numpy().view(np.uint32))
+            keep += [q, d]
+        x2 = x[: n // 3 * 3].reshape(-1, 3)
+        scales, zps = np.float32([0.05, 0.011, 0.3]), np.int64([128, 3, 250])
+        for axis, xa in ((1, x2), (0, np.ascontiguousarray(x2.T))):
+            q = qops.quantize_per_channel(xa, scales, zps, axis, qops.quint8)
+            t = torch.quantize_per_channel(torch.from_numpy(xa), torch.from_numpy(scales.astype(np.float64)),
+                                           torch.from_numpy(zps), axis, torch.quint8)
+            np.testing.assert_array_equal(q.int_repr(), t.int_repr().numpy())
+            d = qops.dequantize(q)
+            np.testing.assert_array_equal(d.view(np.uint32), t.dequantize().numpy().view(np.uint32))
+            keep += [q, d]
+
+
+def test_quantize_profiles_in_compiled_parts(monkeypatch):
+    """Every profile's quantize and dequantize recipe gives the same integers
+    and float bits in compiled parts as on one thread."""
+    from qops.kernels.cpu import quantize as Q
+
+    x = (np.random.default_rng(12).standard_normal(3 * Q.CHUNK + 5) * 4).astype(np.float32)
+    x[::97] = ((np.arange(x[::97].size) % 400 - 200 + 0.5) * np.float32(0.05)).astype(np.float32)
+    for profile in ("fbgemm", "qnnpack", "onnxruntime", "tflite", "tflite_single", "reference"):
+        got = {}
+        for parts in (False, True):
+            monkeypatch.setattr(Q, "QUANTIZE_PARTS_MIN", 0 if parts else 1 << 62)
+            monkeypatch.setattr(Q, "FAST_PARALLEL_MIN", 1 << 62)
+            monkeypatch.setattr(Q, "PARALLEL_MIN", 1 << 62)
+            q = qops.quantize_per_tensor(x, 0.05, 3, qops.qint8, numerics=profile)
+            got[parts] = (q, qops.dequantize(q, numerics=profile))
+        np.testing.assert_array_equal(got[True][0].int_repr(), got[False][0].int_repr(), err_msg=profile)
+        np.testing.assert_array_equal(got[True][1].view(np.uint32), got[False][1].view(np.uint32),
+                                      err_msg=profile)
 
 
 @pytest.mark.parametrize("profile", ["fbgemm", "onnxruntime", "tflite", "reference"])

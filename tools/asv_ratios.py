@@ -6,9 +6,10 @@
 implementation (``impl``), and times each ``time_*`` method of qops and of each
 peer in turn, ``--repeat`` rounds, keeping each one's minimum.  In a round each
 implementation gets the machine to itself and warm, as asv's back-to-back
-calls in one process give it: 20 ms of sleep first (a GNU OpenMP team keeps
-polling about 8 ms after torch's last parallel call, qops's part pool
-``QOPS_SPIN_US``, see ``docs/threading.md``), one untimed call, then
+calls in one process give it: 60 ms of sleep first (a GNU OpenMP team keeps
+polling about 8 ms after torch's last parallel call, an onnxruntime session's
+threads about 40 ms after its last run, qops's part pool ``QOPS_SPIN_US``,
+see ``docs/threading.md``), one untimed call, then
 ``--inner`` timed calls back to back.  It prints
 one line per case: the minima in milliseconds and ``peer/qops`` (above 1:
 qops is faster).  The geometric mean of the ratios ends the output.
@@ -28,6 +29,13 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "asv_benchmarks"))
+
+
+#: Seconds of sleep before each implementation's calls in a round: longer
+#: than any implementation's threads poll after a call (onnxruntime 1.32's
+#: intra-op threads: about 40 ms, measured as the process's CPU time during
+#: a sleep after a run), so that none runs beside another's polling threads.
+SETTLE = 0.06
 
 
 def _cases(cls, filters):
@@ -72,7 +80,7 @@ def main(argv=None):
         best = {impl: math.inf for impl, t in timers.items() if t is not None}
         for _ in range(args.repeat):
             for impl in best:
-                time.sleep(0.02)
+                time.sleep(SETTLE)
                 timers[impl]()
                 for _ in range(args.inner):
                     t0 = time.perf_counter()

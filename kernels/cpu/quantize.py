@@ -11,7 +11,8 @@ import numpy as np
 from numba import njit
 
 from .._options import CHUNK, CPU, PARALLEL_MIN
-from .._split import run_ranges
+from .._split import (CompiledJob, args_of, array1, claim, finish, launch, part_bounds, put_array,
+                      run_compiled, run_ranges)
 from ..modes import (
     DQ_TORCH_TENSOR,
     Q_FMA,
@@ -327,13 +328,125 @@ def _gather_units(q, out, inner, nch, table, offset, step, u0, u1):
     _gather_range(q, out, u0 * step, min(q.size, u1 * step), inner, nch, table, offset)
 
 
+# Compiled jobs (:func:`qops.kernels._split.run_compiled`): the per-tensor and
+# per-channel quantize and dequantize loops in parts without the GIL.  The
+# element type codes: 0 uint8, 1 int8, 2 int32.
+_KIND = {np.dtype(np.uint8): 0, np.dtype(np.int8): 1, np.dtype(np.int32): 2}
+
+
+def _quantize_job(p):
+    """One part of :func:`quantize` on a pool worker; the slots as
+    :func:`_quantize_parts` writes them."""
+    x, s, inv, zpf = array1(p, 0, np.float32), array1(p, 7, np.float32), array1(p, 9, np.float32), \
+        array1(p, 11, np.float32)
+    zpi = array1(p, 13, np.int64)
+    lo, hi = p[19], p[20]
+    if p[21] == 0:
+        _quantize_range(x, array1(p, 2, np.uint8), lo, hi, p[4], p[5], p[6], s, inv, zpf, zpi, p[15],
+                        p[16], p[17])
+    elif p[21] == 1:
+        _quantize_range(x, array1(p, 2, np.int8), lo, hi, p[4], p[5], p[6], s, inv, zpf, zpi, p[15],
+                        p[16], p[17])
+    else:
+        _quantize_range(x, array1(p, 2, np.int32), lo, hi, p[4], p[5], p[6], s, inv, zpf, zpi, p[15],
+                        p[16], p[17])
+
+
+_QUANTIZE_JOB = CompiledJob(_quantize_job)
+
+
+@njit(**CPU)
+def _quantize_parts(x, out, inner, nch, mode, s, inv, zpf, zpi, qmin, qmax, nanq, step, kind,
+                    ctl, nworkers, job):
+    """:func:`quantize` in ``nworkers + 1`` parts of whole ``step`` units on
+    the pool."""
+    if not claim(ctl):
+        return -1
+    n = x.size
+    units = (n + step - 1) // step
+    for w in range(nworkers):
+        i = put_array(ctl, put_array(ctl, args_of(ctl, w), x), out)
+        ctl[i] = inner
+        ctl[i + 1] = nch
+        ctl[i + 2] = mode
+        i = put_array(ctl, put_array(ctl, put_array(ctl, put_array(ctl, i + 3, s), inv), zpf), zpi)
+        ctl[i] = qmin
+        ctl[i + 1] = qmax
+        ctl[i + 2] = nanq
+        u0, u1 = part_bounds(units, nworkers + 1, w + 1, 1)
+        ctl[i + 3] = step
+        ctl[i + 4] = min(n, u0 * step)
+        ctl[i + 5] = min(n, u1 * step)
+        ctl[i + 6] = kind
+    seq = launch(ctl, nworkers, job)
+    _quantize_range(x, out, 0, min(n, part_bounds(units, nworkers + 1, 0, 1)[1] * step), inner, nch, mode,
+                    s, inv, zpf, zpi, qmin, qmax, nanq)
+    return finish(ctl, nworkers, seq, job)
+
+
+def _dequantize_job(p):
+    """One part of :func:`dequantize` on a pool worker; the slots as
+    :func:`_dequantize_parts` writes them."""
+    out, s, s64 = array1(p, 2, np.float32), array1(p, 7, np.float32), array1(p, 9, np.float64)
+    zpf, zpi = array1(p, 11, np.float32), array1(p, 13, np.int64)
+    lo, hi = p[16], p[17]
+    if p[18] == 0:
+        _dequantize_range(array1(p, 0, np.uint8), out, lo, hi, p[4], p[5], p[6], s, s64, zpf, zpi)
+    elif p[18] == 1:
+        _dequantize_range(array1(p, 0, np.int8), out, lo, hi, p[4], p[5], p[6], s, s64, zpf, zpi)
+    else:
+        _dequantize_range(array1(p, 0, np.int32), out, lo, hi, p[4], p[5], p[6], s, s64, zpf, zpi)
+
+
+_DEQUANTIZE_JOB = CompiledJob(_dequantize_job)
+
+
+@njit(**CPU)
+def _dequantize_parts(q, out, inner, nch, mode, s, s64, zpf, zpi, step, kind, ctl, nworkers, job):
+    """:func:`dequantize` in ``nworkers + 1`` parts of whole ``step`` units
+    on the pool."""
+    if not claim(ctl):
+        return -1
+    n = q.size
+    units = (n + step - 1) // step
+    for w in range(nworkers):
+        i = put_array(ctl, put_array(ctl, args_of(ctl, w), q), out)
+        ctl[i] = inner
+        ctl[i + 1] = nch
+        ctl[i + 2] = mode
+        i = put_array(ctl, put_array(ctl, put_array(ctl, put_array(ctl, i + 3, s), s64), zpf), zpi)
+        u0, u1 = part_bounds(units, nworkers + 1, w + 1, 1)
+        ctl[i] = step
+        ctl[i + 1] = min(n, u0 * step)
+        ctl[i + 2] = min(n, u1 * step)
+        ctl[i + 3] = kind
+    seq = launch(ctl, nworkers, job)
+    _dequantize_range(q, out, 0, min(n, part_bounds(units, nworkers + 1, 0, 1)[1] * step), inner, nch,
+                      mode, s, s64, zpf, zpi)
+    return finish(ctl, nworkers, seq, job)
+
+
+def _compiled_ok(*arrays):
+    """The arrays a compiled job rebuilds must be C-contiguous."""
+    return all(a.flags.c_contiguous for a in arrays)
+
+
 #: Elements from which the vectorised quantize (``Q_FMA``) and 8-bit
-#: dequantize loops run in parts.  Measured on the reference machine, whole
-#: calls, median of 40 back to back, one thread / two parts: quantize 256K
-#: float32 0.036 / 0.035 ms, 1M 0.098 / 0.069 ms, 4M 0.45 / 0.23 ms;
-#: dequantize 256K 0.026 / 0.028 ms, 1M 0.075 / 0.055 ms.  (On the
-#: ``workqueue`` layer's ``prange`` two threads only paid off from 8M.)
+#: dequantize loops run in parts handed over as Python calls, when the
+#: compiled hand-over is not available (the pool busy, or arrays it cannot
+#: take).  Measured on the reference machine, whole calls, median of 40 back
+#: to back, one thread / two parts: quantize 256K float32 0.036 / 0.035 ms,
+#: 1M 0.098 / 0.069 ms, 4M 0.45 / 0.23 ms; dequantize 256K 0.026 / 0.028 ms,
+#: 1M 0.075 / 0.055 ms.
 FAST_PARALLEL_MIN = 1 << 20
+
+#: Elements from which quantize and dequantize run in parts, handed over as
+#: compiled jobs (:func:`qops.kernels._split.run_compiled`).  Measured on the
+#: reference machine, whole quint8 per-tensor calls, microseconds (best of 7
+#: x 2000), one thread / two parts: quantize 64K 10.3 / 9.4, 128K 16.5 /
+#: 12.3, 256K 28.9 / 18.6, 1M 94 / 54; dequantize 64K 7.2 / 7.4, 128K 11.4
+#: / 9.2, 256K 23.0 / 15.2, 1M 79 / 46.
+QUANTIZE_PARTS_MIN = 1 << 17
 
 
 def _byte_table(q, nch, out_dtype):
@@ -360,10 +473,18 @@ def quantize(x, out, inner, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
     ``s``/``inv``/``zpf`` are float32 arrays, ``zpi`` int64, one entry per
     channel; ``mode`` is a ``Q_*`` code from ``kernels.modes``.
     """
-    if x.size >= (FAST_PARALLEL_MIN if mode == Q_FMA else PARALLEL_MIN):
-        _quantize_par(x, out, inner, s.size, mode, s, inv, zpf, zpi, qmin, qmax, nanq)
-    else:
-        _quantize_range(x, out, 0, x.size, inner, s.size, mode, s, inv, zpf, zpi, qmin, qmax, nanq)
+    nch = s.size
+    if x.size >= QUANTIZE_PARTS_MIN:
+        step = max(1, CHUNK // (nch * inner)) * nch * inner if inner < _SHORT_ROW else CHUNK
+        kind = _KIND.get(out.dtype)
+        if kind is not None and _compiled_ok(x, out, s, inv, zpf, zpi) and run_compiled(
+                _quantize_parts, _QUANTIZE_JOB, x, out, inner, nch, mode, s, inv, zpf, zpi, qmin, qmax,
+                nanq, step, kind):
+            return
+        if x.size >= (FAST_PARALLEL_MIN if mode == Q_FMA else PARALLEL_MIN):
+            _quantize_par(x, out, inner, nch, mode, s, inv, zpf, zpi, qmin, qmax, nanq)
+            return
+    _quantize_range(x, out, 0, x.size, inner, nch, mode, s, inv, zpf, zpi, qmin, qmax, nanq)
 
 
 def _lut8(q, out, nch):
@@ -391,10 +512,16 @@ def dequantize(q, out, inner, mode, s, s64, zpf, zpi):
         levels, table, offset = _byte_table(q, nch, out.dtype)
         _dequantize_range(levels, table, 0, levels.size, 256, nch, mode, s, s64, zpf, zpi)
         _gather(q, out, inner, nch, table, offset)
-    elif q.size >= (FAST_PARALLEL_MIN if mode == DQ_TORCH_TENSOR and q.itemsize == 1 else PARALLEL_MIN):
-        _dequantize_par(q, out, inner, nch, mode, s, s64, zpf, zpi)
-    else:
-        _dequantize_range(q, out, 0, q.size, inner, nch, mode, s, s64, zpf, zpi)
+        return
+    if q.size >= QUANTIZE_PARTS_MIN:
+        kind = _KIND.get(q.dtype)
+        if kind is not None and _compiled_ok(q, out, s, s64, zpf, zpi) and run_compiled(
+                _dequantize_parts, _DEQUANTIZE_JOB, q, out, inner, nch, mode, s, s64, zpf, zpi, CHUNK, kind):
+            return
+        if q.size >= (FAST_PARALLEL_MIN if mode == DQ_TORCH_TENSOR and q.itemsize == 1 else PARALLEL_MIN):
+            _dequantize_par(q, out, inner, nch, mode, s, s64, zpf, zpi)
+            return
+    _dequantize_range(q, out, 0, q.size, inner, nch, mode, s, s64, zpf, zpi)
 
 
 def requantize(q, out, inner, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult, shift,
