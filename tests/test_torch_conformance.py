@@ -450,7 +450,6 @@ def test_quantize_per_tensor_dynamic_matches_torch(dtype, reduce_range, rng):
 # ---------------------------------------------------------- 8. equality
 def test_equal_agrees_with_torch(rng):
     x = (rng.normal(size=(4, 6)) * 3).astype(np.float32)
-    xt = torch.from_numpy(x)
     sc = np.array([0.1, 0.2, 0.3, 0.4])
     with peer.quiet():
         def both(fn):

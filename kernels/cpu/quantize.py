@@ -19,7 +19,6 @@ from ..modes import (
     Q_ONNX,
     Q_TFLITE,
     Q_TWO,
-    RQ_REF,
     RQ_TFLITE,
     RQ_TFLITE_SINGLE,
     RQ_TWO_STEP,
