@@ -99,6 +99,13 @@ def _quantize_into(x, dtype, axis, scales, zps, float_zp, profile, device):
         s32, inv32, _s64, zpf32, zpi = tensor_params(float(scales), int(zps))
     else:
         s32, inv32, _s64, zpf32, zpi = channel_params(scales, zps)
+    if type(x) is np.ndarray and x.flags.c_contiguous:  # the common case, briefly
+        out = np.empty(x.shape, dtype.storage)
+        n = x.size
+        if n:
+            _dispatch.run("quantize", "cpu", x.reshape(n), out.reshape(n), _layout(x.shape, axis), mode,
+                          s32, inv32, zpf32, zpi, dtype.qmin, dtype.qmax, nanq)
+        return out
     out = _empty(x.shape, dtype.storage, device)
     n = _size(x.shape)
     if n:
@@ -279,8 +286,15 @@ def dequantize(q, *, numerics=None):
         s32, _inv, s64, zpf32, zpi = channel_params(q._scales, q._zero_points)
     else:
         s32, _inv, s64, zpf32, zpi = tensor_params(float(q._scale), int(q._zero_point))
-    device = q.device
     data = q._data
+    if type(data) is np.ndarray and data.flags.c_contiguous:  # the common case, briefly
+        out = np.empty(data.shape, np.float32)
+        n = data.size
+        if n:
+            _dispatch.run("dequantize", "cpu", data.reshape(n), out.reshape(n), _layout(data.shape, q._axis),
+                          mode, s32, s64, zpf32, zpi)
+        return out
+    device = q.device
     out = _empty(data.shape, np.float32, device)
     if q.size:
         params = _params_to_device(device, s32, s64, zpf32, zpi)
