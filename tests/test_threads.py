@@ -273,8 +273,9 @@ def test_parts_without_polling():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sched_getcpu / affinity are Linux's")
 def test_a_worker_leaves_the_callers_cpu():
-    """leave_cpu moves the calling thread off a CPU and keeps its affinity;
-    _shared_cpu reports the CPU only when the caller posted from it."""
+    """leave_cpu (and its compiled twin) moves the calling thread off a CPU and
+    keeps its affinity; _shared_cpu reports the CPU only when the caller
+    posted from it."""
     import ctypes
     import threading
 
@@ -301,6 +302,13 @@ def test_a_worker_leaves_the_callers_cpu():
             _split.leave_cpu(here)
             moves.append(getcpu() != here)
         seen["moved"] = (moves, os.sched_getaffinity(0))
+        mask = np.zeros(_split._MASK_WORDS, np.uint64)
+        moves = []
+        for _ in range(20):  # the compiled twin the polling workers call
+            here = getcpu()
+            _split._leave_cpu(mask, here)
+            moves.append(getcpu() != here)
+        seen["moved compiled"] = (moves, os.sched_getaffinity(0))
 
     t = threading.Thread(target=body)
     t.start()
@@ -310,9 +318,10 @@ def test_a_worker_leaves_the_callers_cpu():
     assert shared in (here, -1)
     other, now = seen["other"]
     assert other == -1 or other == now == here + 1
-    moves, affinity = seen["moved"]
-    assert all(moves)
-    assert affinity == cpus
+    for key in ("moved", "moved compiled"):
+        moves, affinity = seen[key]
+        assert all(moves), key
+        assert affinity == cpus, key
 
 
 def test_the_pool_keeps_no_reference_to_a_call(split):
