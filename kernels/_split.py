@@ -47,9 +47,16 @@ Two kinds of jobs go through the same counters:
   of 1M bytes in two parts 13-14 µs against 23-24 on one thread.
 
 A worker moves itself between polling, busy and asleep; whoever wakes it
-moves it from asleep to waking and releases its ``go`` lock, once.  (A
-waker interrupted between the two would leave it asleep: a sleeping worker
-looks at its state every ``_NAP`` seconds.)
+moves it from asleep to waking, then wakes it, once.  On Linux (x86-64,
+arm64) a worker sleeps on a futex on its state word, in compiled code, and
+wakers (also compiled callers, as they post a job) wake it there: it is
+back to polling without touching the GIL.  A worker that slept on a Python
+lock had to take the GIL on its way back, and lost it to the calling
+thread's short Python stretches for milliseconds: after an idle gap, the
+first few calls then ran on one thread.  Elsewhere the worker sleeps on its
+``go`` lock, which the waker releases (a waker interrupted between the two
+steps would leave it asleep: a sleeping worker looks at its state every
+``_NAP`` seconds).
 
 ``QOPS_SPIN_US=0`` turns polling off (every Python hand-over sleeps and
 wakes; compiled jobs run on the caller).  A spinning worker occupies its
@@ -90,6 +97,9 @@ __all__ = ["parts", "run_parts", "run_ranges", "run_compiled", "spin_microsecond
 _HEADER = 16
 _BUSY = 0
 _SEQ = 1
+#: 1 when this pool's workers sleep on futexes (``_FUTEX`` and
+#: ``USE_FUTEX`` when it was built), 0 when on their Python locks.
+_FUTEX_ON = 2
 _SLOTS = 64
 _CALLER_CPU = 1
 _FN = 2
@@ -192,6 +202,38 @@ def _cpu(typingctx):
         return ir.Constant(ir.IntType(64), -1)
 
     return types.int64(), codegen
+
+
+#: Linux's futex system call number on this machine, or None: there the
+#: workers sleep and are woken in compiled code (no GIL on the way back to
+#: polling); elsewhere they sleep on a Python lock.
+_SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}.get(platform.machine().lower()) \
+    if _LINUX else None
+_FUTEX = _SYS_FUTEX is not None
+#: Whether pools built from now on use futexes where the system has them
+#: (the tests turn it off to run the Python-lock sleep of other systems).
+USE_FUTEX = True
+_FUTEX_WAIT_PRIVATE = 128
+_FUTEX_WAKE_PRIVATE = 129
+
+
+@intrinsic
+def _futex(typingctx, ctl, i, op, val):
+    """``futex(&ctl[i], op, val)`` on the low 32 bits of the slot (Linux,
+    little-endian): wait while it holds ``val``, or wake ``val`` waiters."""
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        if not _FUTEX:
+            return ir.Constant(i64, -1)
+        fnty = ir.FunctionType(i64, [i64], var_arg=True)
+        fn = cgutils_get_or_insert_function(builder.module, fnty, "syscall")
+        addr = builder.ptrtoint(_slot(context, builder, sig, args), i64)
+        null = ir.Constant(i64, 0)
+        # every argument a full register: syscall() reads each as a long
+        return builder.call(fn, [ir.Constant(i64, _SYS_FUTEX), addr, args[2], args[3], null, null, null])
+
+    return types.int64(ctl, i, types.int64, types.int64), codegen
 
 
 @intrinsic
@@ -323,10 +365,14 @@ def _serve(ctl, base, done, budget, grace, mask):
             _store_release(ctl, base + _DONE, done)
         elif _cas(ctl, base + _STATE, _POLLING, _ASLEEP):
             # a job posted just before: keep polling, unless its poster is
-            # already waking this worker (then the lock is released next)
+            # already waking this worker
             if _load_acquire(ctl, base) > done and _cas(ctl, base + _STATE, _ASLEEP, _POLLING):
                 continue
-            return _SLEEP
+            if ctl[_FUTEX_ON] == 0:
+                return _SLEEP  # on the go lock, in Python
+            while _load_acquire(ctl, base + _STATE) == _ASLEEP:
+                _futex(ctl, base + _STATE, _FUTEX_WAIT_PRIVATE, _ASLEEP)
+            _store_release(ctl, base + _STATE, _POLLING)
 
 
 @numba.njit(**CPU)
@@ -375,12 +421,17 @@ def _post(ctl, nworkers, fn):
 
 @numba.njit(**CPU)
 def _asleep(ctl, nworkers):
-    """Move each of workers ``0 .. nworkers-1`` that sleeps to waking; the
-    bit mask of those, whose ``go`` locks the caller must now release."""
+    """Move each of workers ``0 .. nworkers-1`` that sleeps to waking and, on
+    Linux, wake it (futex); elsewhere return the bit mask of those, whose
+    ``go`` locks the caller must now release."""
     mask = 0
     for w in range(nworkers):
-        if _cas(ctl, _HEADER + w * _SLOTS + _STATE, _ASLEEP, _WAKING):
-            mask |= 1 << w
+        i = _HEADER + w * _SLOTS + _STATE
+        if _cas(ctl, i, _ASLEEP, _WAKING):
+            if ctl[_FUTEX_ON]:
+                _futex(ctl, i, _FUTEX_WAKE_PRIVATE, 1)
+            else:
+                mask |= 1 << w
     return mask
 
 
@@ -423,8 +474,12 @@ def args_of(ctl, w):
 def launch(ctl, nworkers, fn):
     """Post the compiled job at address ``fn`` (``void fn(int64 *args)``) to
     workers ``0 .. nworkers-1``, their arguments written with
-    :func:`args_of`; returns the job's number."""
-    return _post(ctl, nworkers, fn)
+    :func:`args_of`; returns the job's number.  On Linux a sleeping worker
+    is woken here (elsewhere :meth:`_Pool.run_compiled` woke it)."""
+    seq = _post(ctl, nworkers, fn)
+    if ctl[_FUTEX_ON]:
+        _asleep(ctl, nworkers)
+    return seq
 
 
 @numba.njit(**CPU)
@@ -637,6 +692,7 @@ class _Pool:
         self.ctl = buf[off:off + size]
         for i in range(nworkers):  # nobody wakes a thread before it polled
             self.ctl[_HEADER + i * _SLOTS + _STATE] = _BUSY_STATE
+        self.ctl[_FUTEX_ON] = int(_FUTEX and USE_FUTEX)
         self.budget = budget
         self.grace = int(_GRACE_US * _per_us)
         self.broken = False
@@ -688,7 +744,7 @@ class _Pool:
         (:func:`claim`, :func:`launch`, :func:`finish`), which returns -1 when
         the pool was busy, else the mask of workers to wake; True if it ran."""
         ctl = self.ctl
-        for w in range(nworkers):
+        for w in range(0 if ctl[_FUTEX_ON] else nworkers):  # (with futexes, launch() wakes them)
             if ctl[_HEADER + w * _SLOTS + _STATE] == _ASLEEP:
                 # wake them now: they come up while this call runs (its parts
                 # not claimed by then are run here), ready for the next one;

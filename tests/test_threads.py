@@ -342,10 +342,13 @@ def test_the_pool_keeps_no_reference_to_a_call(split):
 # ------------------------------------------------- compiled jobs on the pool
 
 COMPILED = """
-import threading, multiprocessing as mp, numba
+import threading, multiprocessing as mp, numba, os
 from qops.kernels import _split
 from qops.kernels.cpu import activation as A
 numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+if os.environ.get("TEST_NO_FUTEX"):  # the Python-lock sleep of systems without futexes
+    _split.USE_FUTEX = False
+    _split._forget_pool()
 rng = np.random.default_rng(3)
 n = 3 * A.CLAMP_PARTS_MIN + 77
 cases = [
@@ -383,31 +386,38 @@ def child(i):
 with mp.get_context("fork").Pool(2) as pool:
     forked = pool.map(child, range(2))
 print(ok, posted, by_worker, all(results) and len(results) == 40, all(forked),
-      _split._pool.ctl[_split._BUSY])
+      _split._pool.ctl[_split._BUSY], _split._pool.ctl[_split._FUTEX_ON] == int(_split._FUTEX and
+                                                                              _split.USE_FUTEX))
 """
 
 
+@pytest.mark.parametrize("futex", ["futex", "lock"])
 @pytest.mark.parametrize("spin", ["1000000", "0"])
-def test_compiled_parts_of_the_clamp(spin):
+def test_compiled_parts_of_the_clamp(spin, futex):
     """The clamp above CLAMP_PARTS_MIN posts its parts as a compiled job
     (uint8, int8, int32; odd length), between Python jobs, from 8 threads at
     once and in forked children, with identical results.  Workers that poll
     (for a second after each job here) run their parts; with QOPS_SPIN_US=0
-    they sleep, and the caller runs the parts itself."""
+    they sleep, and the caller runs the parts itself.  Sleeping workers wait
+    on futexes (Linux) or on their Python locks (elsewhere; run here too)."""
     import numba
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs two Numba threads")
-    ok, posted, by_worker, threads, forked, busy = _check(
-        _python(COMPILED, env_extra={"QOPS_SPIN_US": spin}))
-    assert (ok, posted, threads, forked, busy) == ("True", "30", "True", "True", "0")
+    env = {"QOPS_SPIN_US": spin}
+    if futex == "lock":
+        env["TEST_NO_FUTEX"] = "1"
+    ok, posted, by_worker, threads, forked, busy, mode = _check(_python(COMPILED, env_extra=env))
+    assert (ok, posted, threads, forked, busy, mode) == ("True", "30", "True", "True", "0", "True")
     if spin != "0":  # a busy machine may delay a worker past the caller's own part
         assert int(by_worker) >= 10
 
 
-def test_the_caller_runs_the_parts_no_worker_claimed(split):
+@pytest.mark.parametrize("futex", [0, 1])
+def test_the_caller_runs_the_parts_no_worker_claimed(split, futex):
     """With no worker polling, a compiled call runs every part itself, frees
-    the pool, and returns the sleeping workers to wake (moved to waking);
+    the pool, and wakes the sleeping workers (moved to waking; elsewhere
+    than Linux it returns them for the caller to wake);
     claim() fails while the pool is held.  part_bounds splits as run_ranges
     does."""
     import numpy as np
@@ -415,13 +425,17 @@ def test_the_caller_runs_the_parts_no_worker_claimed(split):
     from qops.kernels.cpu import activation as A
 
     ctl = np.zeros(split._HEADER + 3 * split._SLOTS, np.int64)
+    ctl[split._FUTEX_ON] = futex
     state = [split._HEADER + w * split._SLOTS + split._STATE for w in range(3)]
     ctl[state] = [split._ASLEEP, split._BUSY_STATE, split._ASLEEP]
+    if futex and not split._FUTEX:
+        pytest.skip("no futexes here")
     x = np.random.default_rng(5).integers(0, 256, 100_003).astype(np.uint8)
     out = np.zeros_like(x)
     mask = A._clamp_parts(x, out, np.uint8(9), np.uint8(201), 0, ctl, 3, A._CLAMP_JOB.address)
     assert np.array_equal(out, np.clip(x, 9, 201))
-    assert mask == 0b101
+    # woken: with futexes in compiled code, else by the caller, from the mask
+    assert mask == (0 if futex else 0b101)
     assert list(ctl[state]) == [split._WAKING, split._BUSY_STATE, split._WAKING]
     assert ctl[split._BUSY] == 0 and ctl[split._SEQ] == 1
     assert split.claim(ctl)
