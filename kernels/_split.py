@@ -430,6 +430,10 @@ def _asleep(ctl, nworkers):
         if _cas(ctl, i, _ASLEEP, _WAKING):
             if ctl[_FUTEX_ON]:
                 _futex(ctl, i, _FUTEX_WAKE_PRIVATE, 1)
+                # the scheduler may have queued it on this CPU, behind this
+                # thread, until the next tick (4 ms): let it run now; it
+                # moves itself off this CPU when it finds itself here
+                _yield_cpu()
             else:
                 mask |= 1 << w
     return mask
