@@ -22,7 +22,7 @@ So each side first *spins* a while before it sleeps, as OpenMP runtimes do:
 * after its part, a worker polls its job counter for ``QOPS_SPIN_US``
   microseconds (default 300) in a compiled loop (:func:`_serve`: ``nogil``,
   an atomic acquire load and the CPU's spin-wait hint per iteration), then
-  blocks on its ``go`` lock until a caller wakes it;
+  sleeps until a caller wakes it (below);
 * after its own part, the caller polls the workers' done counters.
 
 Two kinds of jobs go through the same counters:
