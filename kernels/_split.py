@@ -450,21 +450,15 @@ def _join(ctl, nworkers, seq, budget):
 
 
 @numba.njit(**CPU)
-def _take(ctl):
-    """Take the pool (its busy word); False if another call holds it."""
-    return _cas(ctl, _BUSY, 0, 1)
-
-
-@numba.njit(**CPU)
 def _give(ctl):
     _store_release(ctl, _BUSY, 0)
 
 
 @numba.njit(**CPU)
 def claim(ctl):
-    """Take the pool for a compiled job; False if another call holds it (the
-    caller then runs its work serially)."""
-    return _take(ctl)
+    """Take the pool (its busy word) for a call; False if another call holds
+    it (the caller then runs its work serially)."""
+    return _cas(ctl, _BUSY, 0, 1)
 
 
 @numba.njit(**CPU)
@@ -766,8 +760,10 @@ class _Pool:
 
 class CompiledJob:
     """A module-level job function ``job(p)`` (``p``: the int64 argument
-    slots, ``numba.carray`` over :func:`pointer` for arrays), compiled as a C
-    callback (``void job(int64 *p)``, cached on disk) on first use."""
+    slots; :func:`array1` ... :func:`array5` rebuild the arrays that
+    :func:`put_array` wrote, :func:`float_at` the floats of
+    :func:`put_float`), compiled as a C callback (``void job(int64 *p)``,
+    cached on disk) on first use."""
 
     def __init__(self, pyfunc):
         self.pyfunc = pyfunc
@@ -814,7 +810,7 @@ def _pool_for(nworkers):
     """The pool with at least ``nworkers`` workers, held for this call; None
     when it is busy."""
     pool = _pool_with(nworkers)
-    return pool if _take(pool.ctl) else None
+    return pool if claim(pool.ctl) else None
 
 
 def run_compiled(driver, job, *args):

@@ -16,11 +16,11 @@ PReLU has one table per weight channel (:func:`lut_channels`).
 import math
 
 import numpy as np
-from numba import carray, njit, prange
+from numba import njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN, STREAM_PARALLEL_MIN
-from .._split import (CompiledJob, args_of, claim, finish, launch, part_bounds, pointer, run_compiled,
-                      run_ranges)
+from .._split import (CompiledJob, args_of, array1, claim, finish, launch, part_bounds, put_array,
+                      run_compiled, run_ranges)
 from ._avx512 import avx512bw_available, lut64, qprelu64, vbmi_available
 from ._llvm import add_i32, fma32
 
@@ -204,19 +204,16 @@ def _clamp_span(x, out, lo, hi, a, b):
 
 
 def _clamp_job(p):
-    """One part of :func:`clamp_apply` run by a pool worker without the GIL:
-    ``p`` holds the input and output addresses, ``lo``, ``hi``, the length,
-    the part's range and the element type (0 uint8, 1 int8, 2 int32)."""
-    n, a, b, kind = p[4], p[5], p[6], p[7]
-    if kind == 0:
-        _clamp_range(carray(pointer(p[0], np.uint8), n), carray(pointer(p[1], np.uint8), n),
-                     np.uint8(p[2]), np.uint8(p[3]), a, b)
-    elif kind == 1:
-        _clamp_range(carray(pointer(p[0], np.int8), n), carray(pointer(p[1], np.int8), n),
-                     np.int8(p[2]), np.int8(p[3]), a, b)
+    """One part of :func:`clamp_apply` run by a pool worker without the GIL;
+    the slots as :func:`_clamp_parts` writes them (the element type: 0
+    uint8, 1 int8, 2 int32)."""
+    a, b = p[6], p[7]
+    if p[8] == 0:
+        _clamp_range(array1(p, 0, np.uint8), array1(p, 2, np.uint8), np.uint8(p[4]), np.uint8(p[5]), a, b)
+    elif p[8] == 1:
+        _clamp_range(array1(p, 0, np.int8), array1(p, 2, np.int8), np.int8(p[4]), np.int8(p[5]), a, b)
     else:
-        _clamp_range(carray(pointer(p[0], np.int32), n), carray(pointer(p[1], np.int32), n),
-                     np.int32(p[2]), np.int32(p[3]), a, b)
+        _clamp_range(array1(p, 0, np.int32), array1(p, 2, np.int32), np.int32(p[4]), np.int32(p[5]), a, b)
 
 
 _CLAMP_JOB = CompiledJob(_clamp_job)
@@ -231,16 +228,11 @@ def _clamp_parts(x, out, lo, hi, kind, ctl, nworkers, job):
         return -1
     n = x.size
     for w in range(nworkers):
-        a, b = part_bounds(n, nworkers + 1, w + 1, 64)
-        i = args_of(ctl, w)
-        ctl[i] = x.ctypes.data
-        ctl[i + 1] = out.ctypes.data
-        ctl[i + 2] = lo
-        ctl[i + 3] = hi
-        ctl[i + 4] = n
-        ctl[i + 5] = a
-        ctl[i + 6] = b
-        ctl[i + 7] = kind
+        i = put_array(ctl, put_array(ctl, args_of(ctl, w), x), out)
+        ctl[i] = lo
+        ctl[i + 1] = hi
+        ctl[i + 2], ctl[i + 3] = part_bounds(n, nworkers + 1, w + 1, 64)
+        ctl[i + 4] = kind
     seq = launch(ctl, nworkers, job)
     _clamp_range(x, out, lo, hi, 0, part_bounds(n, nworkers + 1, 0, 64)[1])
     return finish(ctl, nworkers, seq, job)
