@@ -59,7 +59,8 @@ steps would leave it asleep: a sleeping worker looks at its state every
 ``_NAP`` seconds).
 
 ``QOPS_SPIN_US=0`` turns polling off (every Python hand-over sleeps and
-wakes; compiled jobs run on the caller).  A spinning worker occupies its
+wakes; the caller runs the parts of compiled jobs, but for a part a worker
+woken by the call claims first).  A spinning worker occupies its
 core for at most that long after each call.
 
 Only one call uses the pool at a time; a call that finds it busy (another
