@@ -73,6 +73,6 @@ def run(op: str, device: str, *args):
     """Run kernel ``op`` on ``device`` with ``args`` (kernel argument order)."""
     fn = _cache.get((op, device)) or _resolve(op, device)
     if device == "cpu":
-        with _threading._lock if _threading._configured else _threading.kernel_lock():
+        with _threading.kernel_lock():
             return fn(*args)
     return fn(*args)
