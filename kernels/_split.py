@@ -70,6 +70,7 @@ it builds a new pool on first use.
 """
 
 import _thread
+import ctypes
 import os
 import platform
 import sys
@@ -619,6 +620,9 @@ def parts() -> int:
         get = getattr(numba.np.ufunc.parallel, "_get_num_threads", None)
         if get is None:
             return max(1, n)
+        # the same C function, called without releasing the GIL (a ctypes
+        # CFUNCTYPE releases and retakes it around the call)
+        get = ctypes.PYFUNCTYPE(ctypes.c_int)(ctypes.cast(get, ctypes.c_void_p).value)
         _threads_now = get
     return max(1, get())
 
@@ -692,6 +696,7 @@ class _Pool:
         for i in range(nworkers):  # nobody wakes a thread before it polled
             self.ctl[_HEADER + i * _SLOTS + _STATE] = _BUSY_STATE
         self.ctl[_FUTEX_ON] = int(_FUTEX and USE_FUTEX)
+        self.futex = bool(self.ctl[_FUTEX_ON])
         self.budget = budget
         self.grace = int(_GRACE_US * _per_us)
         self.broken = False
@@ -738,27 +743,6 @@ class _Pool:
             mask >>= 1
             w += 1
 
-    def run_compiled(self, driver, nworkers, job, args):
-        """``driver(*args, ctl, nworkers, job_address)``, a compiled caller
-        (:func:`claim`, :func:`launch`, :func:`finish`), which returns -1 when
-        the pool was busy, else the mask of workers to wake; True if it ran."""
-        ctl = self.ctl
-        for w in range(0 if ctl[_FUTEX_ON] else nworkers):  # (with futexes, launch() wakes them)
-            if ctl[_HEADER + w * _SLOTS + _STATE] == _ASLEEP:
-                # wake them now: they come up while this call runs (its parts
-                # not claimed by then are run here), ready for the next one;
-                # woken after the call, a worker still waited for the GIL or
-                # its CPU during the next calls, which then ran on one thread
-                self.wake(_asleep(ctl, nworkers))
-                break
-        mask = driver(*args, ctl, nworkers, job.address)
-        if mask < 0:
-            return False
-        if mask:
-            self.wake(mask)
-        return True
-
-
 class CompiledJob:
     """A module-level job function ``job(p)`` (``p``: the int64 argument
     slots; :func:`array1` ... :func:`array5` rebuild the arrays that
@@ -768,13 +752,13 @@ class CompiledJob:
 
     def __init__(self, pyfunc):
         self.pyfunc = pyfunc
-        self._address = None
+        self.address = 0  #: the callback's address once :meth:`compile` ran
 
-    @property
-    def address(self):
-        if self._address is None:
-            self._address = numba.cfunc(types.void(types.CPointer(types.int64)), **CPU)(self.pyfunc).address
-        return self._address
+    def compile(self):
+        """Compile (or load from the cache) the callback; its address."""
+        if not self.address:
+            self.address = numba.cfunc(types.void(types.CPointer(types.int64)), **CPU)(self.pyfunc).address
+        return self.address
 
 
 _lock = threading.Lock()
@@ -819,19 +803,36 @@ def run_compiled(driver, job, *args):
     caller that splits its work in ``nworkers + 1`` parts, writes the
     workers' arguments (:func:`args_of`), posts :class:`CompiledJob` ``job``
     (:func:`launch`), runs the first part and ends with :func:`finish`; it
-    starts with :func:`claim` and returns -1 if that fails.  The hand-over
-    takes no GIL and no lock: a polling worker starts its part within a
-    microsecond or so; a sleeping one's part is run by the caller after its
-    own (so a call never waits for a wake-up), and the worker is woken for
-    the next call.  False when the work is not to be split (one Numba
-    thread) or the pool is busy with another call: run it serially then."""
-    k = parts()
+    starts with :func:`claim` and returns -1 if that fails, else the mask of
+    workers to wake (none with futexes: :func:`launch` wakes them).  The
+    hand-over takes no GIL and no lock: a polling worker starts its part
+    within a microsecond or so; a sleeping one's part is run by the caller
+    after its own (so a call never waits for a wake-up), and the worker is
+    woken for the next call.  False when the work is not to be split (one
+    Numba thread) or the pool is busy with another call: run it serially
+    then.  Every kernel call in parts passes here, so it is kept short (the
+    Python around a 1M-byte clamp in two parts was 1.4 us of its 17)."""
+    get = _threads_now  # parts(), briefly
+    k = get() if get is not None else parts()
     if k < 2:
         return False
     pool = _pool
     if pool is None or pool.broken or len(pool.workers) < k - 1:
         pool = _pool_with(k - 1)
-    return pool.run_compiled(driver, k - 1, job, args)
+    ctl = pool.ctl
+    if not pool.futex:
+        for w in range(k - 1):
+            if ctl[_HEADER + w * _SLOTS + _STATE] == _ASLEEP:
+                # wake them now: they come up while this call runs (its parts
+                # not claimed by then are run here), ready for the next one;
+                # woken after the call, a worker still waited for the GIL or
+                # its CPU during the next calls, which then ran on one thread
+                pool.wake(_asleep(ctl, k - 1))
+                break
+    mask = driver(*args, ctl, k - 1, job.address or job.compile())
+    if mask > 0:
+        pool.wake(mask)
+    return mask >= 0
 
 
 def run_parts(fn, arg_tuples):

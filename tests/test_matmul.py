@@ -184,7 +184,7 @@ def test_fused_matmul_is_the_three_steps(rng, dtype, parts):
         got = F.matmul(a, b, so, lo + 128, torch_threads=2)
         np.testing.assert_array_equal(got.int_repr(), want.int_repr(), err_msg=str((batch, m, k, n)))
         if parts and k and _split.parts() > 1:  # handed over as a compiled job
-            assert _split._pool.ctl[_split._HEADER + _split._FN] == E._MATMUL_Q8_JOB.address
+            assert _split._pool.ctl[_split._HEADER + _split._FN] == E._MATMUL_Q8_JOB.compile()
 
 
 def test_matmul_within_one_lsb_anywhere(rng):

@@ -550,7 +550,7 @@ def test_avx512_channels_last_drivers(rng, monkeypatch, dtype):
                     keep.append(fn(arg))
                     got[path, par] = keep[-1].int_repr()
                     if par and _split.parts() > 1:  # the average pools' parts: a compiled job
-                        compiled += _split._pool.ctl[_split._HEADER + _split._FN] == P._AVG_CL_SIMD_JOB.address
+                        compiled += _split._pool.ctl[_split._HEADER + _split._FN] == P._AVG_CL_SIMD_JOB.compile()
                 monkeypatch.delenv("QOPS_DISABLE_AVX512", raising=False)
             for key, v in got.items():
                 np.testing.assert_array_equal(v, got["portable", False], err_msg=str((c, key)))

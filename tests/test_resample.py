@@ -181,7 +181,7 @@ def test_interpolate_large_parallel(rng, monkeypatch):
                 check_same(out, y, channels_last(t), (layout, mode, dtype))
                 if mode == "nearest" and _split.parts() > 1:
                     fn = _split._pool.ctl[_split._HEADER + _split._FN]
-                    assert fn == cpu_resample._NEAREST_JOB.address
+                    assert fn == cpu_resample._NEAREST_JOB.compile()
         ints = full_range(rng, qops.quint8, (1, 5, 9, 23, 31))
         q, t = pair(ints, qops.quint8, 0.05, 7, layout)
         y = F.interpolate(t, scale_factor=(1.5, 2.0, 2.7), mode="nearest")

@@ -362,7 +362,7 @@ def clamps():
         out = np.empty_like(v)
         A.clamp_apply(v, out, lo, hi)
         ctl = _split._pool.ctl
-        posted += int(ctl[_split._HEADER + _split._FN] == A._CLAMP_JOB.address)
+        posted += int(ctl[_split._HEADER + _split._FN] == A._CLAMP_JOB.compile())
         by_worker += int(ctl[_split._HEADER + _split._DONE] == ctl[_split._SEQ])
         ok &= bool(np.array_equal(out, np.clip(v, lo, hi)))
     return ok, posted, by_worker
@@ -432,14 +432,14 @@ def test_the_caller_runs_the_parts_no_worker_claimed(split, futex):
         pytest.skip("no futexes here")
     x = np.random.default_rng(5).integers(0, 256, 100_003).astype(np.uint8)
     out = np.zeros_like(x)
-    mask = A._clamp_parts(x, out, np.uint8(9), np.uint8(201), 0, ctl, 3, A._CLAMP_JOB.address)
+    mask = A._clamp_parts(x, out, np.uint8(9), np.uint8(201), 0, ctl, 3, A._CLAMP_JOB.compile())
     assert np.array_equal(out, np.clip(x, 9, 201))
     # woken: with futexes in compiled code, else by the caller, from the mask
     assert mask == (0 if futex else 0b101)
     assert list(ctl[state]) == [split._WAKING, split._BUSY_STATE, split._WAKING]
     assert ctl[split._BUSY] == 0 and ctl[split._SEQ] == 1
     assert split.claim(ctl)
-    assert A._clamp_parts(x, out, np.uint8(9), np.uint8(201), 0, ctl, 3, A._CLAMP_JOB.address) == -1
+    assert A._clamp_parts(x, out, np.uint8(9), np.uint8(201), 0, ctl, 3, A._CLAMP_JOB.compile()) == -1
     k = split.parts()
     for n in (0, 1, 63, 64, 1000, 12345):
         ranges = split.run_ranges(lambda lo, hi: (lo, hi), n, align=64)

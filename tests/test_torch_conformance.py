@@ -499,7 +499,7 @@ def test_quantize_dequantize_drivers(monkeypatch, path):
     keep = []  # no result's memory is reused by a later output (it would hide unwritten elements)
 
     def posted(job):
-        return _split._pool.ctl[_split._HEADER + _split._FN] == job.address
+        return _split._pool.ctl[_split._HEADER + _split._FN] == job.compile()
 
     rng = np.random.default_rng(11)
     for n in (1, 1000, 3 * Q.CHUNK + 17):
