@@ -570,6 +570,18 @@ def array5(p, i, dtype):
     return numba.carray(pointer(p[i], dtype), (p[i + 1], p[i + 2], p[i + 3], p[i + 4], p[i + 5]))
 
 
+@numba.njit(**CPU_INLINE)
+def line_start(a, i, j):
+    """The first index in ``[i, j]`` whose element of the 1-D array ``a``
+    starts a 64-byte cache line (``j`` if none does).  A loop that starts
+    its vector body there stores whole lines: NumPy's buffers are 16-byte
+    aligned, and a 1M-byte clamp whose every 64-byte store straddled two
+    lines took 1-2 us longer in two parts (15-19 instead of 14 us)."""
+    item = np.uint64(a.itemsize)
+    at = np.uint64(a.ctypes.data) + np.uint64(i) * item
+    return min(np.int64(j), np.int64(i) + np.int64((np.uint64(64) - at % np.uint64(64)) % np.uint64(64) // item))
+
+
 @numba.njit(**CPU)
 def part_bounds(n, k, i, align):
     """Part ``i`` of ``k`` of ``[0, n)`` as :func:`run_ranges` splits it."""

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from qops.kernels.cpu import _avx512
+from qops.kernels._split import line_start
 from qops.kernels.cpu import activation as A
 
 PATHS = [(vbmi, parallel) for vbmi in (True, False) for parallel in (False, True)]
@@ -87,6 +88,41 @@ def test_clamp_apply_drivers(rng, path):
         out = np.empty_like(x)
         A.clamp_apply(x, out, dtype(lo), dtype(hi))
         np.testing.assert_array_equal(out, np.clip(x, lo, hi))
+
+
+@pytest.mark.parametrize("in_parts", [False, True], ids=["serial", "parts"])
+def test_clamp_apply_line_offsets(rng, monkeypatch, in_parts):
+    """The clamp starts its vector loop where the output starts a cache line:
+    every position of the output relative to a 64-byte line, each length
+    short of, at and past one line, in one part and in parts."""
+    monkeypatch.setattr(A, "CLAMP_PARTS_MIN", 0 if in_parts else 1 << 62)
+    for dtype, lo, hi in ((np.uint8, 3, 250), (np.int8, -100, 50), (np.int32, -70_000, 9)):
+        info = np.iinfo(dtype)
+        item = np.dtype(dtype).itemsize
+        for n in (1, 5, 64 // item - 1, 64 // item + 1, 1000, 5003):
+            x = rng.integers(max(info.min, -200_000), min(info.max, 200_000) + 1, n).astype(dtype)
+            for off in range(64 // item):
+                buf = np.full(n + 2 * 64 // item, 77, dtype)
+                start = (-buf.ctypes.data % 64) // item + off
+                out = buf[start:start + n]
+                A.clamp_apply(x, out, dtype(lo), dtype(hi))
+                np.testing.assert_array_equal(out, np.clip(x, lo, hi))
+                assert (buf[:start] == 77).all() and (buf[start + n:] == 77).all()
+
+
+def test_line_start():
+    """``line_start(a, i, j)``: the first index from ``i`` whose element starts
+    a 64-byte line, ``j`` if there is none before it."""
+    for dtype in (np.uint8, np.int32, np.float32):
+        item = np.dtype(dtype).itemsize
+        buf = np.zeros(4096 // item, dtype)
+        for off in range(64 // item):
+            a = buf[off:]
+            for i in (0, 3, 17):
+                m = line_start(a, i, a.size)
+                assert i <= m < i + 64 // item and a[m:].ctypes.data % 64 == 0
+                assert all(a[k:].ctypes.data % 64 for k in range(i, m))
+                assert line_start(a, i, i) == i and line_start(a, i, i + 1) in (i, i + 1)
 
 
 def test_avx512_switch(monkeypatch):

@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN, STREAM_PARALLEL_MIN
-from .._split import (CompiledJob, args_of, array1, claim, finish, launch, part_bounds, put_array,
+from .._split import (CompiledJob, args_of, array1, claim, finish, launch, line_start, part_bounds, put_array,
                       run_compiled, run_ranges)
 from ._avx512 import avx512bw_available, lut64, qprelu64, vbmi_available
 from ._llvm import add_i32, fma32
@@ -192,7 +192,12 @@ def lut_apply(x, out, lut, row):
 
 @njit(**CPU_INLINE)
 def _clamp_range(x, out, lo, hi, a, b):
-    for k in range(np.uint64(a), np.uint64(b)):
+    m = line_start(out, a, b)  # the vector body stores whole lines from m
+    for k in range(np.uint64(a), np.uint64(m)):
+        v = x[k]
+        v = lo if v < lo else v
+        out[k] = hi if v > hi else v
+    for k in range(np.uint64(m), np.uint64(b)):
         v = x[k]
         v = lo if v < lo else v
         out[k] = hi if v > hi else v
