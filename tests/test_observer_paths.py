@@ -13,6 +13,7 @@ torch.aminmax's.
 import numpy as np
 import pytest
 
+from qops.kernels import _split
 from qops.kernels.cpu import _avx512
 from qops.kernels.cpu import observe as O
 
@@ -56,22 +57,36 @@ def cases(rng):
         yield y
 
 
-@pytest.mark.parametrize("path", ["avx512-serial", "avx512-parallel", "portable"])
+@pytest.mark.parametrize("path", ["avx512-serial", "avx512-parallel", "avx512-parallel-python", "portable"])
 def test_minmax_paths_bit_exact(rng, monkeypatch, path):
+    """Every min/max path against a NumPy statement and torch.aminmax; the
+    parallel pass in compiled parts (checked: the job was posted) and in
+    parts handed over as Python calls."""
     if path != "portable" and not _avx512.avx512_available():
         pytest.skip("this CPU has no AVX512F")
     if path == "portable":
         monkeypatch.setenv("QOPS_DISABLE_AVX512", "1")
-    monkeypatch.setattr(O, "MINMAX_PARALLEL_MIN", 0 if path == "avx512-parallel" else 1 << 62)
-    compared = 0
+    monkeypatch.setattr(O, "MINMAX_PARALLEL_MIN", 1 << 62 if path in ("avx512-serial", "portable") else 0)
+    if path == "avx512-parallel-python":
+        monkeypatch.setattr(O, "run_compiled", lambda *args: False)
+    compared = posted = blocks = 0
     for x in cases(rng):
+        blocks += x.size >= O.MINMAX_BLOCK  # smaller ones take the portable loop
         out = np.empty(2, F32)
+        if _split._pool is not None:
+            _split._pool.ctl[_split._HEADER + _split._FN] = 0
         O.minmax(x, False, out)
+        if _split._pool is not None:
+            posted += _split._pool.ctl[_split._HEADER + _split._FN] == O._MINMAX_JOB.compile()
         np.testing.assert_array_equal(bits(out), bits(expected(x)))
         t = torch.aminmax(torch.from_numpy(x))
         np.testing.assert_array_equal(out, [t[0].item(), t[1].item()])  # NaN == NaN, -0 == +0
         compared += 1
     assert compared == 9 * 8
+    if path == "avx512-parallel" and _split.parts() > 1:
+        assert posted == blocks == 7 * 8
+    else:
+        assert posted == 0
 
 
 def test_minmax_fast_pass_reports_nan():

@@ -38,7 +38,8 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN
-from .._split import run_ranges
+from .._split import (CompiledJob, args_of, array1, claim, finish, float_at, launch, part_bounds, put_array,
+                      put_float, run_compiled, run_ranges)
 from ._avx512 import MINMAX_BLOCK, avx512_available, minmax64
 from ._llvm import fma32
 
@@ -186,6 +187,45 @@ def _minmax_fast_serial(x, out):
     return not nan
 
 
+def _minmax_job(p):
+    """One part of :func:`_minmax_fast_parts` on a pool worker: the range's
+    ``(min, max, nan_seen)`` into slots 4-6, after the array and the range."""
+    mn, mx, nan = _minmax_fast_span(array1(p, 0, np.float32), p[2], p[3])
+    put_float(p, 4, mn)
+    put_float(p, 5, mx)
+    p[6] = nan
+
+
+_MINMAX_JOB = CompiledJob(_minmax_job)
+
+
+@njit(**CPU)
+def _minmax_parts(x, res, ctl, nworkers, job):
+    """:func:`_minmax_fast_serial` in ``nworkers + 1`` parts of whole blocks
+    on the pool; ``res``: min, max and 1.0 if a NaN was seen."""
+    if not claim(ctl):
+        return -1
+    n = x.size
+    for w in range(nworkers):
+        i = put_array(ctl, args_of(ctl, w), x)
+        ctl[i], ctl[i + 1] = part_bounds(n, nworkers + 1, w + 1, MINMAX_BLOCK)
+    seq = launch(ctl, nworkers, job)
+    a, b = part_bounds(n, nworkers + 1, 0, MINMAX_BLOCK)
+    mn, mx, nan = _minmax_fast_span(x, a, b)
+    mask = finish(ctl, nworkers, seq, job)
+    for w in range(nworkers):  # the workers' results, in their slots
+        i = args_of(ctl, w)
+        pmn = np.float32(float_at(ctl, i + 4))
+        pmx = np.float32(float_at(ctl, i + 5))
+        mn = pmn if pmn < mn else mn
+        mx = pmx if pmx > mx else mx
+        nan = nan or ctl[i + 6] != 0
+    res[0] = mn
+    res[1] = mx
+    res[2] = 1.0 if nan else 0.0
+    return mask
+
+
 @njit(**CPU)
 def _minmax_fast_part(x, lo, hi):
     """:func:`_minmax_fast_span` as a kernel of its own (one part of the work)."""
@@ -193,7 +233,13 @@ def _minmax_fast_part(x, lo, hi):
 
 
 def _minmax_fast_parts(x, out):
-    """:func:`_minmax_fast_serial` in ``parts()`` slices of whole blocks at once."""
+    """:func:`_minmax_fast_serial` in ``parts()`` slices of whole blocks at
+    once: handed to the pool's workers as compiled jobs, or (the pool busy,
+    or ``x`` not contiguous) as Python calls."""
+    res = np.empty(3, np.float32)
+    if x.flags.c_contiguous and run_compiled(_minmax_parts, _MINMAX_JOB, x, res):
+        out[0], out[1] = res[0], res[1]
+        return res[2] == 0
     res = run_ranges(_minmax_fast_part, x.size, x, align=MINMAX_BLOCK)
     out[0] = min(r[0] for r in res)
     out[1] = max(r[1] for r in res)
