@@ -1159,10 +1159,11 @@ _ROWS8_BLOCK = 8
 def _quantize_fma(y, inv, zpf, fmin, fmax):
     """torch's ``quantize_per_tensor`` of a float32 (fbgemm, 8-bit):
     ``rne(fma(y, inv, zp))`` saturated to the float32 bounds, NaN giving
-    ``fmax`` (selects, so that the loops vectorise)."""
+    ``fmax`` (strict selects: ``vminps`` / ``vmaxps`` when the loops vectorise,
+    as in :func:`qops.kernels.cpu.quantize._quantize_span`)."""
     v = fma32(y, inv, zpf)
-    v = v if v <= fmax else fmax  # NaN -> qmax
-    v = v if v >= fmin else fmin
+    v = v if v < fmax else fmax  # NaN -> qmax
+    v = v if v > fmin else fmin
     return np.int32(np.rint(v))
 
 

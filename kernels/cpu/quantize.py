@@ -55,14 +55,18 @@ __all__ = [
 @njit(**CPU)
 def _quantize_span(x, out, lo, hi, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
     if mode == Q_FMA:
-        # the hot path, written so that LLVM vectorises it (vfmadd + clamps)
+        # the hot path, written so that LLVM vectorises it (vfmadd + clamps).
+        # Strict comparisons: "v < fmax ? v : fmax" is vminps's own rule
+        # (NaN -> fmax), one instruction where "<=" took a compare and a
+        # blend; a value equal to a bound is the bound either way (128K
+        # values: 11.6 -> 8.8 us).
         fmin = np.float32(qmin)
         fmax = np.float32(qmax)
         # unsigned indices: no negative-index wraparound, so stores vectorise
         for i in range(np.uint64(lo), np.uint64(hi)):
             v = fma32(x[i], inv, zpf)
-            v = v if v <= fmax else fmax  # NaN -> qmax
-            v = v if v >= fmin else fmin
+            v = v if v < fmax else fmax  # NaN -> qmax
+            v = v if v > fmin else fmin
             out[i] = np.int32(np.rint(v))
     elif mode == Q_TWO:
         # torch per-channel / qint32: two float32 roundings, clamp in float64
@@ -71,8 +75,8 @@ def _quantize_span(x, out, lo, hi, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
         dnan = np.float64(nanq)
         for i in range(np.uint64(lo), np.uint64(hi)):
             v = np.float64(x[i] * inv + zpf)
-            v = dnan if v != v else (v if v <= dmax else dmax)
-            v = v if v >= dmin else dmin
+            v = dnan if v != v else (v if v < dmax else dmax)
+            v = v if v > dmin else dmin
             out[i] = np.int64(np.rint(v))
     elif mode == Q_ONNX:
         # onnxruntime: rne(fl(x / s)), then + zp, saturating; NaN -> qmin
@@ -80,8 +84,8 @@ def _quantize_span(x, out, lo, hi, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
         dmax = np.float64(qmax - zpi)
         for i in range(np.uint64(lo), np.uint64(hi)):
             v = np.float64(x[i] / s)
-            v = dmin if v != v else (v if v <= dmax else dmax)
-            v = v if v >= dmin else dmin
+            v = dmin if v != v else (v if v < dmax else dmax)
+            v = v if v > dmin else dmin
             out[i] = np.int64(np.rint(v)) + zpi
     elif mode == Q_TFLITE:
         # tflite: round half away from zero of fl(x / s), then + zp; NaN -> qmin
@@ -91,8 +95,8 @@ def _quantize_span(x, out, lo, hi, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
             v = np.float64(x[i] / s)
             a = np.floor(np.abs(v) + 0.5)
             v = dmin if v != v else (a if v >= 0 else -a)
-            v = v if v <= dmax else dmax
-            v = v if v >= dmin else dmin
+            v = v if v < dmax else dmax
+            v = v if v > dmin else dmin
             out[i] = np.int64(v) + zpi
     else:
         for i in range(lo, hi):
@@ -165,8 +169,8 @@ def _quantize_range(x, out, lo, hi, inner, nch, mode, s, inv, zpf, zpi, qmin, qm
             m = min(nch, hi - i)
             for c in range(np.uint64(0), np.uint64(m)):
                 v = np.float64(x[i + c] * inv[c] + zpf[c])
-                v = dnan if v != v else (v if v <= dmax else dmax)
-                v = v if v >= dmin else dmin
+                v = dnan if v != v else (v if v < dmax else dmax)
+                v = v if v > dmin else dmin
                 out[i + c] = np.int64(np.rint(v))
             i += m
         return
