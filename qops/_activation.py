@@ -28,7 +28,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from . import _dispatch
+from . import _dispatch, _threading
 from ._device import is_cuda_array, params_to_device
 from ._validate import check_scale, check_zero_point
 from .dtypes import per_tensor_affine, per_tensor_symmetric, qint8, qint32, quint8
@@ -170,6 +170,17 @@ def _q_scalar1(v, scale, zp, qmin, qmax):
     return int(min(max(float(np.rint(t)), qmin), qmax))
 
 
+@functools.lru_cache(maxsize=1024)
+def _torch_bounds(mn, mx, scale, zp, qmin, qmax):
+    """The integer bounds of torch's clamp of ``[mn, mx]`` (either None: no
+    bound), as ``(lo, hi)`` for ``min(max(q, lo), hi)`` (one memoised call
+    per clamp call)."""
+    a = qmin if mn is None else _q_scalar1(mn, scale, zp, qmin, qmax)
+    b = qmax if mx is None else _q_scalar1(mx, scale, zp, qmin, qmax)
+    # max(q, a) then min(., b): a > b gives b everywhere, as torch
+    return min(a, b), b
+
+
 def _inv_f64(s):
     """``static_cast<float>(1.0 / s)`` of the float32 scale."""
     return f32(1.0 / np.float64(f32(s)))
@@ -299,10 +310,10 @@ def _launch(x, kernel, args, so, zo):
         n = data.size
         if n:
             if kernel == "clamp_apply":
-                _dispatch.run("activation.clamp_apply", "cpu", data.reshape(n), out.reshape(n), *args(n))
+                _dispatch.run("activation.clamp_apply", "cpu", data.ravel(), out.ravel(), *args(n))
             else:
-                _dispatch.run(f"activation.{kernel}", "cpu", data.reshape(n).view(np.uint8),
-                              out.reshape(n).view(np.uint8), *args(n))
+                _dispatch.run(f"activation.{kernel}", "cpu", data.ravel().view(np.uint8),
+                              out.ravel().view(np.uint8), *args(n))
         return QTensor._per_tensor(out, dtype, so, zo)
     data, run, inv = _geometry(data)
     shape = data.shape
@@ -348,6 +359,10 @@ def _bounds(st, lo, hi):
     return st(lo), st(hi)
 
 
+#: the clamps' CPU kernel, resolved once for their short path
+_clamp_apply = _dispatch.kernel("activation.clamp_apply", "cpu")
+
+
 def _clamp_run(x, lo, hi):
     """Integer clamp ``min(max(q, lo), hi)`` with the input's qparams."""
     dtype = x._dtype
@@ -356,7 +371,8 @@ def _clamp_run(x, lo, hi):
     if type(data) is np.ndarray and data.flags.c_contiguous:  # _launch's common case, shorter
         out = np.empty(data.shape, data.dtype)
         if data.size:
-            _dispatch.run("activation.clamp_apply", "cpu", data.reshape(-1), out.reshape(-1), *b)
+            with _threading.kernel_lock():
+                _clamp_apply(data.ravel(), out.ravel(), *b)  # (views: C-contiguous)
         return QTensor._per_tensor(out, dtype, x._scale, x._zero_point)
     return _launch(x, "clamp_apply", lambda run: b, x._scale, x._zero_point)
 
@@ -420,7 +436,8 @@ def relu(input, *, numerics=None) -> QTensor:
     array([3, 4, 7], dtype=uint8)
     """
     x = _check_input(input, "relu", qint32_ok=True)
-    _profile(numerics, "relu", selection=True)
+    if numerics is not None:  # (any profile: only a name to check)
+        _profile(numerics, "relu", selection=True)
     return _clamp_run(x, x._zero_point, x._dtype.qmax)
 
 
@@ -428,10 +445,7 @@ def _clamp_impl(x, mn, mx, profile):
     s, z = x._scale, x._zero_point
     lo, hi = x._dtype.qmin, x._dtype.qmax
     if profile != "reference":
-        a = lo if mn is None else _q_scalar1(mn, s, z, lo, hi)
-        b = hi if mx is None else _q_scalar1(mx, s, z, lo, hi)
-        # max(q, a) then min(., b): a > b gives b everywhere, as torch
-        return _clamp_run(x, min(a, b), b)
+        return _clamp_run(x, *_torch_bounds(mn, mx, s, z, lo, hi))
     if x._dtype is qint32:
         # too many levels for tables; clamping the exact value and rounding
         # once is clamping the integers to the exactly rounded bounds

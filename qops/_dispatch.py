@@ -69,6 +69,13 @@ def _resolve(op: str, device: str):
     return fn
 
 
+def kernel(op: str, device: str):
+    """Kernel ``op``'s launcher on ``device``, resolved now: for a short path
+    that calls it directly (a CPU launcher inside
+    :func:`qops._threading.kernel_lock`, as :func:`run` calls it)."""
+    return _resolve(op, device)
+
+
 def run(op: str, device: str, *args):
     """Run kernel ``op`` on ``device`` with ``args`` (kernel argument order)."""
     fn = _cache.get((op, device)) or _resolve(op, device)

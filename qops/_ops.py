@@ -103,7 +103,7 @@ def _quantize_into(x, dtype, axis, scales, zps, float_zp, profile, device):
         out = np.empty(x.shape, dtype.storage)
         n = x.size
         if n:
-            _dispatch.run("quantize", "cpu", x.reshape(n), out.reshape(n), _layout(x.shape, axis), mode,
+            _dispatch.run("quantize", "cpu", x.ravel(), out.ravel(), _layout(x.shape, axis), mode,
                           s32, inv32, zpf32, zpi, dtype.qmin, dtype.qmax, nanq)
         return out
     out = _empty(x.shape, dtype.storage, device)
@@ -291,7 +291,7 @@ def dequantize(q, *, numerics=None):
         out = np.empty(data.shape, np.float32)
         n = data.size
         if n:
-            _dispatch.run("dequantize", "cpu", data.reshape(n), out.reshape(n), _layout(data.shape, q._axis),
+            _dispatch.run("dequantize", "cpu", data.ravel(), out.ravel(), _layout(data.shape, q._axis),
                           mode, s32, s64, zpf32, zpi)
         return out
     device = q.device
