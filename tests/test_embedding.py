@@ -186,6 +186,53 @@ def test_embedding_bag_matches_torch(rng, bits):
     assert compared > 100_000
 
 
+@pytest.mark.parametrize("bits", [8, 4])
+def test_bags_and_prepack_in_parts_both_hand_overs(rng, monkeypatch, bits):
+    """The prepack and the bag sums in parts, handed to the pool as compiled
+    jobs (checked: the job was posted) and as Python calls: the packed rows
+    equal torch's, the bags torch's (sums, per-sample weights) or one
+    thread's (mean, padding_idx, which torch's op does not take)."""
+    import numba
+
+    from qops.kernels import _split
+    from qops.kernels.cpu import _avx512
+    from qops.kernels.cpu import embedding as E
+
+    table = rng.standard_normal((3 * E._FAST_ROWS + 77, 64)).astype(np.float32)
+    prepack = getattr(F, f"embedding_bag_{NAME[bits]}_prepack")
+    want_packed = getattr(tq, f"embedding_bag_{NAME[bits]}_prepack")(torch.from_numpy(table)).numpy()
+    n = 12 * E._BAGS * 20
+    idx = rng.integers(0, table.shape[0], n)
+    offsets = np.sort(rng.integers(0, n, 12 * E._BAGS))
+    offsets[0] = 0
+    psw = rng.standard_normal(n).astype(np.float32)
+    variants = [dict(per_sample_weights=psw), dict(mode="mean"), dict(mode="mean", padding_idx=7),
+                dict(padding_idx=int(idx[3]))]
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        one = [F.embedding_bag(idx, want_packed, offsets, bit_width=bits, **kw) for kw in variants]
+    finally:
+        numba.set_num_threads(threads)
+    split = _split.parts() > 1
+
+    def posted(job):
+        return _split._pool is not None and _split._pool.ctl[_split._HEADER + _split._FN] == job.compile()
+
+    for hand_over in ("compiled", "python"):
+        if hand_over == "python":
+            monkeypatch.setattr(E, "run_compiled", lambda *args: False)
+        packed = prepack(table)
+        np.testing.assert_array_equal(packed, want_packed)
+        if _avx512.avx512bw_available():  # the fast prepack, in parts
+            assert posted(E._PREPACK_JOB) == (split and hand_over == "compiled")
+        got = F.embedding_bag(idx, packed, offsets, per_sample_weights=psw, bit_width=bits)
+        bits_eq(got, _torch_bag(bits, packed, idx, offsets, psw, False))
+        assert posted(E._BAG_SUM_JOB) == (split and hand_over == "compiled")
+        for kw, want in zip(variants, one):
+            bits_eq(F.embedding_bag(idx, packed, offsets, bit_width=bits, **kw), want)
+
+
 def test_embedding_bag_engines_and_2d_input(rng):
     table = rng.standard_normal((40, 24)).astype(np.float32)
     packed = F.embedding_bag_byte_prepack(table)

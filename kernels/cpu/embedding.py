@@ -16,7 +16,8 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .._options import CPU, CPU_INLINE, CPU_PARALLEL
-from .._split import run_ranges
+from .._split import (CompiledJob, args_of, array1, array2, claim, finish, launch, part_bounds, put_array,
+                      run_compiled, run_ranges)
 from ._avx512 import MINMAX_BLOCK, bag8rows64, bagacc64, minmax64, rowq64
 from ._llvm import fma32, fma64
 from .scalar import round_dd_to_f32
@@ -459,9 +460,40 @@ def prepack_rows_fast(x, bits, out):
     """
     nch = (x.shape[0] + _FAST_ROWS - 1) // _FAST_ROWS
     if nch > 1:
-        run_ranges(_prepack_fast_chunks, nch, x, bits, out, align=1)
+        if not (_contiguous(x, out) and run_compiled(_prepack_parts, _PREPACK_JOB, x, bits, out, nch)):
+            run_ranges(_prepack_fast_chunks, nch, x, bits, out, align=1)
     else:
         _prepack_fast_chunks(x, bits, out, 0, nch)
+
+
+def _contiguous(*arrays):
+    """The arrays a compiled job rebuilds must be C-contiguous."""
+    return all(a.flags.c_contiguous for a in arrays)
+
+
+def _prepack_job(p):
+    """One part of :func:`prepack_rows_fast` on a pool worker (compiled job):
+    the slots as :func:`_prepack_parts` writes them."""
+    _prepack_fast_chunks(array2(p, 0, np.float32), p[6], array2(p, 3, np.uint8), p[7], p[8])
+
+
+_PREPACK_JOB = CompiledJob(_prepack_job)
+
+
+@njit(**CPU)
+def _prepack_parts(x, bits, out, nch, ctl, nworkers, job):
+    """:func:`prepack_rows_fast`'s chunks in ``nworkers + 1`` parts on the
+    pool (:func:`qops.kernels._split.run_compiled`)."""
+    if not claim(ctl):
+        return -1
+    for w in range(nworkers):
+        i = put_array(ctl, put_array(ctl, args_of(ctl, w), x), out)
+        ctl[i] = bits
+        ctl[i + 1], ctl[i + 2] = part_bounds(nch, nworkers + 1, w + 1, 1)
+    seq = launch(ctl, nworkers, job)
+    a, b = part_bounds(nch, nworkers + 1, 0, 1)
+    _prepack_fast_chunks(x, bits, out, a, b)
+    return finish(ctl, nworkers, seq, job)
 
 
 @njit(**CPU)
@@ -543,9 +575,44 @@ def bag_sum(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out):
     nchunks = (out.shape[0] + _BAGS - 1) // _BAGS
     args = (w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out)
     if nchunks >= 8:
-        run_ranges(_bag_sum_chunks, nchunks, *args, align=1)
+        if not (_contiguous(w, indices, offsets, psw, out)
+                and run_compiled(_bag_sum_parts, _BAG_SUM_JOB, *args, nchunks)):
+            run_ranges(_bag_sum_chunks, nchunks, *args, align=1)
     else:
         _bag_sum_chunks(*args, 0, nchunks)
+
+
+def _bag_sum_job(p):
+    """One part of :func:`bag_sum` on a pool worker (compiled job): the slots
+    as :func:`_bag_sum_parts` writes them."""
+    _bag_sum_chunks(array2(p, 0, np.uint8), p[12], p[13], array1(p, 3, np.int64), array1(p, 5, np.int64),
+                    array1(p, 7, np.float32), p[14] != 0, p[15], p[16] != 0, array2(p, 9, np.float32),
+                    p[17], p[18])
+
+
+_BAG_SUM_JOB = CompiledJob(_bag_sum_job)
+
+
+@njit(**CPU)
+def _bag_sum_parts(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out, nchunks,
+                   ctl, nworkers, job):
+    """:func:`bag_sum`'s chunks in ``nworkers + 1`` parts on the pool
+    (:func:`qops.kernels._split.run_compiled`)."""
+    if not claim(ctl):
+        return -1
+    for k in range(nworkers):
+        i = put_array(ctl, put_array(ctl, put_array(ctl, args_of(ctl, k), w), indices), offsets)
+        i = put_array(ctl, put_array(ctl, i, psw), out)
+        ctl[i] = D
+        ctl[i + 1] = bits
+        ctl[i + 2] = has_psw
+        ctl[i + 3] = padding_idx
+        ctl[i + 4] = mean
+        ctl[i + 5], ctl[i + 6] = part_bounds(nchunks, nworkers + 1, k + 1, 1)
+    seq = launch(ctl, nworkers, job)
+    a, b = part_bounds(nchunks, nworkers + 1, 0, 1)
+    _bag_sum_chunks(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out, a, b)
+    return finish(ctl, nworkers, seq, job)
 
 
 @njit(**CPU)
