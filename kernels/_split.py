@@ -810,6 +810,12 @@ def _pool_for(nworkers):
     return pool if claim(pool.ctl) else None
 
 
+def contiguous(*arrays):
+    """Whether every array is C-contiguous, as those a compiled job rebuilds
+    from their address and shape (:func:`put_array`) must be."""
+    return all(a.flags.c_contiguous for a in arrays)
+
+
 def run_compiled(driver, job, *args):
     """``driver(*args, ctl, nworkers, job_address)`` on the pool: a compiled
     caller that splits its work in ``nworkers + 1`` parts, writes the

@@ -16,8 +16,8 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .._options import CPU, CPU_INLINE, CPU_PARALLEL
-from .._split import (CompiledJob, args_of, array1, array2, claim, finish, launch, part_bounds, put_array,
-                      run_compiled, run_ranges)
+from .._split import (CompiledJob, args_of, array1, array2, claim, contiguous, finish, launch, part_bounds,
+                      put_array, run_compiled, run_ranges)
 from ._avx512 import MINMAX_BLOCK, bag8rows64, bagacc64, minmax64, rowq64
 from ._llvm import fma32, fma64
 from .scalar import round_dd_to_f32
@@ -460,15 +460,10 @@ def prepack_rows_fast(x, bits, out):
     """
     nch = (x.shape[0] + _FAST_ROWS - 1) // _FAST_ROWS
     if nch > 1:
-        if not (_contiguous(x, out) and run_compiled(_prepack_parts, _PREPACK_JOB, x, bits, out, nch)):
+        if not (contiguous(x, out) and run_compiled(_prepack_parts, _PREPACK_JOB, x, bits, out, nch)):
             run_ranges(_prepack_fast_chunks, nch, x, bits, out, align=1)
     else:
         _prepack_fast_chunks(x, bits, out, 0, nch)
-
-
-def _contiguous(*arrays):
-    """The arrays a compiled job rebuilds must be C-contiguous."""
-    return all(a.flags.c_contiguous for a in arrays)
 
 
 def _prepack_job(p):
@@ -575,7 +570,7 @@ def bag_sum(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out):
     nchunks = (out.shape[0] + _BAGS - 1) // _BAGS
     args = (w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out)
     if nchunks >= 8:
-        if not (_contiguous(w, indices, offsets, psw, out)
+        if not (contiguous(w, indices, offsets, psw, out)
                 and run_compiled(_bag_sum_parts, _BAG_SUM_JOB, *args, nchunks)):
             run_ranges(_bag_sum_chunks, nchunks, *args, align=1)
     else:

@@ -38,8 +38,8 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN
-from .._split import (CompiledJob, args_of, array1, claim, finish, float_at, launch, part_bounds, put_array,
-                      put_float, run_compiled, run_ranges)
+from .._split import (CompiledJob, args_of, array1, claim, contiguous, finish, float_at, launch, part_bounds,
+                      put_array, put_float, run_compiled, run_ranges)
 from ._avx512 import MINMAX_BLOCK, avx512_available, minmax64
 from ._llvm import fma32
 
@@ -237,7 +237,7 @@ def _minmax_fast_parts(x, out):
     once: handed to the pool's workers as compiled jobs, or (the pool busy,
     or ``x`` not contiguous) as Python calls."""
     res = np.empty(3, np.float32)
-    if x.flags.c_contiguous and run_compiled(_minmax_parts, _MINMAX_JOB, x, res):
+    if contiguous(x) and run_compiled(_minmax_parts, _MINMAX_JOB, x, res):
         out[0], out[1] = res[0], res[1]
         return res[2] == 0
     res = run_ranges(_minmax_fast_part, x.size, x, align=MINMAX_BLOCK)

@@ -11,8 +11,8 @@ import numpy as np
 from numba import njit
 
 from .._options import CHUNK, CPU, PARALLEL_MIN
-from .._split import (CompiledJob, args_of, array1, claim, finish, launch, line_start, part_bounds,
-                      put_array, run_compiled, run_ranges)
+from .._split import (CompiledJob, args_of, array1, claim, contiguous, finish, launch, line_start,
+                      part_bounds, put_array, run_compiled, run_ranges)
 from ..modes import (
     DQ_TORCH_TENSOR,
     Q_FMA,
@@ -432,11 +432,6 @@ def _dequantize_parts(q, out, inner, nch, mode, s, s64, zpf, zpi, step, kind, ct
     return finish(ctl, nworkers, seq, job)
 
 
-def _compiled_ok(*arrays):
-    """The arrays a compiled job rebuilds must be C-contiguous."""
-    return all(a.flags.c_contiguous for a in arrays)
-
-
 #: Elements from which the vectorised quantize (``Q_FMA``) and 8-bit
 #: dequantize loops run in parts handed over as Python calls, when the
 #: compiled hand-over is not available (the pool busy, or arrays it cannot
@@ -483,7 +478,7 @@ def quantize(x, out, inner, mode, s, inv, zpf, zpi, qmin, qmax, nanq):
     if x.size >= QUANTIZE_PARTS_MIN:
         step = max(1, CHUNK // (nch * inner)) * nch * inner if inner < _SHORT_ROW else CHUNK
         kind = _KIND.get(out.dtype)
-        if kind is not None and _compiled_ok(x, out, s, inv, zpf, zpi) and run_compiled(
+        if kind is not None and contiguous(x, out, s, inv, zpf, zpi) and run_compiled(
                 _quantize_parts, _QUANTIZE_JOB, x, out, inner, nch, mode, s, inv, zpf, zpi, qmin, qmax,
                 nanq, step, kind):
             return
@@ -521,7 +516,7 @@ def dequantize(q, out, inner, mode, s, s64, zpf, zpi):
         return
     if q.size >= QUANTIZE_PARTS_MIN:
         kind = _KIND.get(q.dtype)
-        if kind is not None and _compiled_ok(q, out, s, s64, zpf, zpi) and run_compiled(
+        if kind is not None and contiguous(q, out, s, s64, zpf, zpi) and run_compiled(
                 _dequantize_parts, _DEQUANTIZE_JOB, q, out, inner, nch, mode, s, s64, zpf, zpi, CHUNK, kind):
             return
         if q.size >= (FAST_PARALLEL_MIN if mode == DQ_TORCH_TENSOR and q.itemsize == 1 else PARALLEL_MIN):

@@ -42,7 +42,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN, STREAM_PARALLEL_MIN
-from .._split import (CompiledJob, args_of, array1, array5, claim, finish, launch, part_bounds,
+from .._split import (CompiledJob, args_of, array1, array5, claim, contiguous, finish, launch, part_bounds,
                       put_array, run_compiled, run_ranges)
 from ._avx512 import permute64, vbmi_available
 from ._llvm import fma32
@@ -164,7 +164,7 @@ def nearest(x, di, hi, wi, out):
     output bytes (``NEAREST_CL_PARTS_MIN`` for 16 or more channels)."""
     rows = out.shape[0] * out.shape[1] * out.shape[2]
     if (out.size < (NEAREST_CL_PARTS_MIN if x.shape[4] >= 16 else NEAREST_PARTS_MIN)
-            or not (x.flags.c_contiguous and out.flags.c_contiguous)
+            or not contiguous(x, di, hi, wi, out)
             or not run_compiled(_nearest_parts, _NEAREST_JOB, x, di, hi, wi, out, rows,
                                 _NEAREST_KIND[x.dtype])):
         _nearest_rows(x, di, hi, wi, out, 0, rows)
