@@ -126,8 +126,14 @@ def test_line_start():
 
 
 def test_avx512_switch(monkeypatch):
-    monkeypatch.setenv("QOPS_DISABLE_AVX512", "1")
-    assert not _avx512.vbmi_available() and not _avx512.avx512_available()
-    monkeypatch.setenv("QOPS_DISABLE_AVX512", "0")
-    assert _avx512.vbmi_available() == _avx512._HOST_VBMI
-    assert _avx512.avx512_available() == _avx512._HOST_AVX512
+    """QOPS_DISABLE_AVX512 is read at every call: any value but empty or 0
+    turns the AVX-512 paths off; unset, empty or 0 leaves them to the host."""
+    for value in ("1", "yes", "0", "", None, "1"):
+        if value is None:
+            monkeypatch.delenv("QOPS_DISABLE_AVX512", raising=False)
+        else:
+            monkeypatch.setenv("QOPS_DISABLE_AVX512", value)
+        on = value in ("0", "", None)
+        assert _avx512.vbmi_available() == (on and _avx512._HOST_VBMI)
+        assert _avx512.avx512_available() == (on and _avx512._HOST_AVX512)
+        assert _avx512.avx512bw_available() == (on and _avx512._HOST_BW)

@@ -102,8 +102,24 @@ _HOST_BW = _HOST_AVX512 and bool(HOST_FEATURES.get("avx512bw", False))
 _HOST_VBMI = _HOST_BW and bool(HOST_FEATURES.get("avx512vbmi", False))
 
 
+_SWITCH = "QOPS_DISABLE_AVX512"
+try:
+    _SWITCH_KEY = os.environ.encodekey(_SWITCH)  # as os.environ stores it (bytes on POSIX)
+except AttributeError:  # an os.environ without CPython's mapping
+    _SWITCH_KEY = None
+
+
 def _enabled() -> bool:
-    return os.environ.get("QOPS_DISABLE_AVX512", "") in ("", "0")
+    """``QOPS_DISABLE_AVX512`` unset, empty or ``0``, read at every call (it
+    can change between calls).  Read from ``os.environ``'s own mapping:
+    ``os.environ.get`` of an unset variable raises and catches a KeyError
+    inside, 0.7 us a call, which every table activation and requantize of a
+    few thousand values paid once or twice."""
+    data = getattr(os.environ, "_data", None)
+    if data is None or _SWITCH_KEY is None:
+        return os.environ.get(_SWITCH, "") in ("", "0")
+    v = data.get(_SWITCH_KEY)
+    return v is None or v in (b"", b"0", "", "0")
 
 
 def vbmi_available() -> bool:
