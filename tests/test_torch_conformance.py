@@ -549,17 +549,28 @@ def test_quantize_profiles_in_compiled_parts(monkeypatch):
 
 @pytest.mark.parametrize("profile", ["fbgemm", "onnxruntime", "tflite", "reference"])
 def test_requantize_byte_table_equals_the_computed_path(monkeypatch, profile):
-    """8-bit to 8-bit requantize of 4096+ elements looks its 256 results up
-    (VBMI where the CPU has it); the bytes equal the element-by-element path."""
+    """8-bit to 8-bit requantize of 4096+ elements looks its 256 results up:
+    a C-contiguous CPU input in the API's table of these parameters (the
+    dequantize-then-quantize profiles), otherwise in the kernel's (VBMI
+    hosts); the bytes equal the element-by-element path, which a strided
+    input without AVX-512 takes, for every input byte."""
+    from qops import _ops
+
     rng = np.random.default_rng(5)
     for src, dst in ((qops.quint8, qops.quint8), (qops.qint8, qops.quint8), (qops.qint8, qops.qint8),
                      (qops.quint8, qops.qint8)):
         every = np.arange(256).astype(np.uint8).view(src.storage)
         data = np.concatenate([np.tile(every, 20), every[rng.permutation(256)[:77]]])
         q = qops.make_per_tensor_qtensor(data, 0.037, int(src.qmin) + 100, src)
+        strided = qops.make_per_tensor_qtensor(np.repeat(data, 2)[::2], 0.037, int(src.qmin) + 100, src)
         monkeypatch.delenv("QOPS_DISABLE_AVX512", raising=False)
+        looked_up = sum(_ops._requantize_table.cache_info()[:2])  # hits + misses
         fast = qops.requantize(q, 0.05, int(dst.qmin) + 17, dst, numerics=profile).int_repr()
+        kernel_table = qops.requantize(strided, 0.05, int(dst.qmin) + 17, dst, numerics=profile).int_repr()
+        looked_up = sum(_ops._requantize_table.cache_info()[:2]) - looked_up
+        assert looked_up == (0 if profile in ("tflite", "reference") else 1)
         monkeypatch.setenv("QOPS_DISABLE_AVX512", "1")
-        slow = qops.requantize(q, 0.05, int(dst.qmin) + 17, dst, numerics=profile).int_repr()
+        slow = qops.requantize(strided, 0.05, int(dst.qmin) + 17, dst, numerics=profile).int_repr()
         np.testing.assert_array_equal(fast, slow)
+        np.testing.assert_array_equal(kernel_table, slow)
         monkeypatch.delenv("QOPS_DISABLE_AVX512")

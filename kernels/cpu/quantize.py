@@ -526,13 +526,15 @@ def dequantize(q, out, inner, mode, s, s64, zpf, zpi):
 
 
 @njit(**CPU)
-def _requant_lut8(q, out, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult, shift, s2, inv2, zpf2, zpi2,
-                  m2, qmin, qmax, nanq):
+def requantize_table8(q, out, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult, shift, s2, inv2, zpf2,
+                      zpi2, m2, qmin, qmax, nanq):
     """The byte table of :func:`requantize` from 8-bit ``q`` to 8-bit ``out``
-    (one channel) for :func:`~qops.kernels.cpu.activation.lut_apply`, in one
-    compiled call: row 0 and row 1 both map each stored input byte to the
-    stored output byte, computed with the recipe itself (NumPy's steps for the
-    same table cost about 15 us a call)."""
+    (their dtypes only; one channel) for
+    :func:`~qops.kernels.cpu.activation.lut_apply`, in one compiled call: row
+    0 and row 1 both map each stored input byte to the stored output byte,
+    computed with the recipe itself (NumPy's steps for the same table cost
+    about 15 us a call).  Built on the host for host data (no CUDA twin);
+    :func:`qops.requantize` also keeps the tables it built."""
     levels = np.empty(256, q.dtype)
     bytes_in = levels.view(np.uint8)
     for b in range(256):
@@ -561,7 +563,7 @@ def requantize(q, out, inner, mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult
     args = (mode, dq_mode, q_mode, s1, s1_64, zpf1, zpi1, mult, shift,
             s2, inv2, zpf2, zpi2, m2, qmin, qmax, nanq)
     if _lut8(q, out, nch):
-        lut_apply(q.view(np.uint8), out.view(np.uint8), _requant_lut8(q, out, *args), 0)
+        lut_apply(q.view(np.uint8), out.view(np.uint8), requantize_table8(q, out, *args), 0)
         return
     if _use_table(q, nch):
         levels, table, offset = _byte_table(q, nch, out.dtype)
