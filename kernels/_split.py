@@ -683,6 +683,14 @@ class _Worker:
                 while not self.go.acquire(timeout=_NAP) and ctl[base + _STATE] == _ASLEEP:
                     pass
                 continue
+            if self.job is None:
+                # the job counter moved with a Python job's function slot but
+                # no job for this thread, which only a foreign write to the
+                # counter array makes: retire the pool (the next call builds
+                # a new one) rather than die here and leave a later caller
+                # waiting for this thread
+                self.pool.broken = True
+                return
             seq, fn, args = self.job
             self.job = None
             try:  # whatever fails here is the caller's to see, never a dead worker

@@ -251,6 +251,33 @@ def test_spin_setting_is_validated(value, monkeypatch):
         _split.spin_microseconds()
 
 
+@pytest.mark.parametrize("futex", [True, False], ids=["futex", "lock"])
+def test_a_stray_python_post_retires_the_pool(futex):
+    """A worker that finds a Python job posted but none handed to it (only a
+    foreign write to the counter array does that) retires its pool instead of
+    dying: the next call in parts builds a new pool and gets its results,
+    where it used to wait forever for the dead thread."""
+    res = _python(
+        f"""
+        import time, numba
+        from qops.kernels import _split
+        _split.USE_FUTEX = {futex}
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        pool = _split._pool_with(1)
+        ctl = pool.ctl
+        _split._post(ctl, 1, 0)  # a Python job's post, with no job for the worker
+        pool.wake(_split._asleep(ctl, 1))
+        t0 = time.time()
+        while not pool.broken and time.time() - t0 < 30:
+            time.sleep(0.01)
+        parts = _split.run_ranges(lambda a, b: (a, b), 1000)
+        print(pool.broken, _split._pool is not pool, parts == [(0, 512), (512, 1000)])
+        """,
+        timeout=120,
+    )
+    assert _check(res) == ["True", "True", "True"]
+
+
 def test_parts_without_polling():
     """QOPS_SPIN_US=0: every hand-over sleeps and wakes; results unchanged."""
     res = _python(
