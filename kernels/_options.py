@@ -28,3 +28,9 @@ PARALLEL_MIN = 1 << 17
 #: (whole relu calls, median of 40 back to back, one thread / two parts):
 #: 1M bytes 0.029 / 0.029 ms, 2M 0.055 / 0.041 ms, 16M 0.68 / 0.40 ms.
 STREAM_PARALLEL_MIN = 1 << 21
+
+#: 8-bit elements from which a requantize between 8-bit types looks its
+#: results up in the table of the 256 possible ones instead of computing each
+#: (the kernel's own table with AVX512-VBMI; ``qops.requantize`` keeps
+#: tables of repeated parameters from this size on as well).
+BYTE_TABLE_MIN = 4096

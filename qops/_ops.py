@@ -41,6 +41,7 @@ from .dtypes import (
     quint8,
 )
 from .kernels import modes as M
+from .kernels._options import BYTE_TABLE_MIN
 from .numerics import resolve_numerics
 from .qtensor import QTensor
 
@@ -307,9 +308,6 @@ def dequantize(q, *, numerics=None):
 # ---------------------------------------------------------------- requantize
 #: profiles whose requantization is not dequantize-then-quantize
 _FIXED_POINT = ("tflite", "tflite_single", "reference")
-#: 8-bit elements from which a CPU requantize between 8-bit types looks its
-#: results up in a byte table (the kernel's own threshold for its table)
-_TABLE_MIN = 4096
 
 
 @functools.lru_cache(maxsize=256)
@@ -361,7 +359,7 @@ def requantize(q, scale, zero_point, dtype=None, *, numerics=None) -> QTensor:
     z2 = check_zero_point(zero_point, dtype)
     data = q._data
     if (q._axis is None and dtype.bits == 8 and q._dtype.bits == 8 and profile not in _FIXED_POINT
-            and type(data) is np.ndarray and data.flags.c_contiguous and data.size >= _TABLE_MIN):
+            and type(data) is np.ndarray and data.flags.c_contiguous and data.size >= BYTE_TABLE_MIN):
         # every result is one of 256 bytes: look them up in the table of this
         # profile and these parameters, kept from the last call that used them
         out = np.empty(data.shape, dtype.storage)
