@@ -475,7 +475,7 @@ def launch(ctl, nworkers, fn):
     """Post the compiled job at address ``fn`` (``void fn(int64 *args)``) to
     workers ``0 .. nworkers-1``, their arguments written with
     :func:`args_of`; returns the job's number.  On Linux a sleeping worker
-    is woken here (elsewhere :meth:`_Pool.run_compiled` woke it)."""
+    is woken here (elsewhere :func:`run_compiled` wakes it)."""
     seq = _post(ctl, nworkers, fn)
     if ctl[_FUTEX_ON]:
         _asleep(ctl, nworkers)
