@@ -305,15 +305,13 @@ def _launch(x, kernel, args, so, zo):
     dtype = x._dtype
     store = dtype.storage
     data = x._data
-    if type(data) is np.ndarray and data.flags.c_contiguous:  # the common case, briefly
+    if type(data) is np.ndarray and data.flags.c_contiguous and kernel != "clamp_apply":
+        # the common case, briefly (the clamps have their own: _clamp_run)
         out = np.empty(data.shape, store)
         n = data.size
         if n:
-            if kernel == "clamp_apply":
-                _dispatch.run("activation.clamp_apply", "cpu", data.ravel(), out.ravel(), *args(n))
-            else:
-                _dispatch.run(f"activation.{kernel}", "cpu", data.ravel().view(np.uint8),
-                              out.ravel().view(np.uint8), *args(n))
+            _dispatch.run(f"activation.{kernel}", "cpu", data.ravel().view(np.uint8),
+                          out.ravel().view(np.uint8), *args(n))
         return QTensor._per_tensor(out, dtype, so, zo)
     data, run, inv = _geometry(data)
     shape = data.shape
