@@ -353,6 +353,56 @@ def _exact_value(packed, bits, r, j):
 
 
 # -------------------------------------------------------------- validation
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("hand_over", ["compiled", "python", "one thread"])
+def test_bag_kernel_checks_every_part(rng, monkeypatch, hand_over, bits):
+    """The CPU bag kernel checks offsets and indices itself, each part its
+    own before it reads them (the Python checks only run after it reports):
+    a bad index or offset in any part, under each hand-over, is reported by
+    ``bag_sum`` and raised by ``embedding_bag`` with the Python message."""
+    import numba
+
+    from qops.kernels import _split
+    from qops.kernels.cpu import embedding as E
+
+    packed = getattr(F, f"embedding_bag_{NAME[bits]}_prepack")(rng.standard_normal((50, 64)).astype(np.float32))
+    B = 10 * E._BAGS  # ten chunks: parts on two or more threads
+    idx = rng.integers(0, 50, 3 * B)
+    offsets = np.arange(B + 1, dtype=np.int64) * 3
+    if hand_over == "python":
+        monkeypatch.setattr(E, "run_compiled", lambda *args: False)
+    threads = numba.get_num_threads()
+    if hand_over == "one thread":
+        numba.set_num_threads(1)
+    try:
+        def kernel(i, o):
+            out = np.full((B, 64), np.nan, np.float32)
+            return E.bag_sum(packed, 64, bits, i, o, np.zeros(1, np.float32), False, -1, False, out), out
+
+        bad, out = kernel(idx, offsets)
+        assert bad == 0
+        bits_eq(out, F.embedding_bag(idx, packed, offsets[:-1], bit_width=bits))
+        if hand_over == "compiled" and _split.parts() > 1:
+            assert _split._pool.ctl[_split._HEADER + _split._FN] == E._BAG_SUM_JOB.compile()
+        for pos in (0, len(idx) // 2, len(idx) - 1):  # the first, a middle and the last part
+            for v in (50, -1, 2**40):
+                i = idx.copy()
+                i[pos] = v
+                assert kernel(i, offsets)[0] == E.BAD_INDEX
+                with pytest.raises(IndexError, match=f"index {v} at position {pos} is out of range"):
+                    F.embedding_bag(i, packed, offsets[:-1], bit_width=bits)
+        for b in (5, B // 2 + 3, B - 1):
+            for v, msg in ((offsets[b - 1] - 1, "non-decreasing"), (-2, "non-decreasing"),
+                           (len(idx) + 1, "past the end")):
+                o = offsets.copy()
+                o[b] = v
+                assert kernel(idx, o)[0] == E.BAD_OFFSETS
+                with pytest.raises(ValueError, match=msg):
+                    F.embedding_bag(idx, packed, o[:-1], bit_width=bits)
+    finally:
+        numba.set_num_threads(threads)
+
+
 def test_validation_errors(rng):
     packed = F.embedding_bag_byte_prepack(rng.standard_normal((10, 4)).astype(np.float32))
     idx = np.array([0, 1, 2, 3])

@@ -528,6 +528,10 @@ def _bag8rows64_codegen(context, builder, sig, args):
     w_arr, W, i_arr, p0, p1, nidx, psw_arr, has_psw, pad, o_arr, o_off, nblk, pf = args
     pw, pi, ppsw, pa = (context.make_array(sig.args[k])(context, builder, args[k]).data
                         for k in (0, 2, 6, 9))
+    nrows = builder.extract_value(context.make_array(sig.args[0])(context, builder, w_arr).shape, 0)
+    with builder.goto_entry_block():
+        found = builder.alloca(_I64, name="bag8rows64.bad")
+    builder.store(ir.Constant(_I64, 0), found)
     pa = builder.gep(pa, [o_off])
     zero = ir.Constant(_VF, [0.0] * 16)
     fma = _intrinsic_fn(builder.module, "llvm.fma.v16f32", ir.FunctionType(_VF, [_VF, _VF, _VF]))
@@ -558,7 +562,10 @@ def _bag8rows64_codegen(context, builder, sig, args):
                     bb.call(prefetch, [bb.gep(start, [off]), ir.Constant(_I32, 0), ir.Constant(_I32, 3),
                                        ir.Constant(_I32, 1)])
             r = bb.load(bb.gep(pi, [p]))
-            rowp = bb.gep(pw, [bb.mul(r, W)])
+            # fbgemm's test of every index: one outside the table is noted
+            # and row 0 read in its place (the sum is then not used)
+            outside = bb.icmp_unsigned(">=", r, nrows)
+            rowp = bb.gep(pw, [bb.mul(bb.select(outside, ir.Constant(_I64, 0), r), W)])
             s = bb.load(bb.bitcast(bb.gep(rowp, [bb.sub(W, ir.Constant(_I64, 8))]), fptr), align=1)
             bias = bb.load(bb.bitcast(bb.gep(rowp, [bb.sub(W, ir.Constant(_I64, 4))]), fptr), align=1)
             if weighted:
@@ -572,11 +579,13 @@ def _bag8rows64_codegen(context, builder, sig, args):
                 x = bb.load(bb.bitcast(bb.gep(rowp, [bb.add(col, ir.Constant(_I64, 16 * q))]), b16), align=1)
                 v = bb.call(fma, [sv, bb.uitofp(x, _VF), bb.fadd(acc[q], bv)])
                 out.append(bb.select(skip, acc[q], v) if padded else v)
-            return out
+            return out + [bb.or_(acc[4], bb.zext(outside, _I64))]
 
-        fin = _fold(b, b.sub(p1, p0), "bag8rows64.rows", [zero] * 4, row)
+        fin = _fold(b, b.sub(p1, p0), "bag8rows64.rows", [zero] * 4 + [ir.Constant(_I64, 0)], row)
         for d, v in zip(dst, fin):
             b.store(v, d, align=4)
+        if first:  # (the later blocks read the same rows)
+            b.store(fin[4], found)
 
     def blocks(weighted, padded):
         with builder.if_then(builder.icmp_signed(">", nblk, ir.Constant(_I64, 0))):
@@ -598,7 +607,7 @@ def _bag8rows64_codegen(context, builder, sig, args):
             by_padding(True)
         with otherwise:
             by_padding(False)
-    return context.get_dummy_value()
+    return builder.load(found)
 
 
 @intrinsic
@@ -614,15 +623,20 @@ def bag8rows64(typingctx, w, W, indices, p0, p1, nidx, psw, has_psw, pad, out, o
     padding or not; the first block, which prefetches, or a later one), so
     that no row tests a flag.
 
-    ``w``: packed rows (contiguous uint8, row ``r`` at ``r * W``);
-    ``indices`` int64 (``nidx`` of them, all valid rows); ``psw`` float32
-    (one element is enough without ``has_psw``); ``out`` contiguous
-    float32.  No bounds checks.  Plain LLVM vector code.
+    Returns 1 if an index lies outside ``[0, w.shape[0])`` (its row is not
+    read; the sums are then meaningless), else 0: fbgemm's kernel tests
+    every index as well.
+
+    ``w``: packed rows (contiguous uint8, row ``r`` at ``r * W``, at least
+    one row); ``indices`` int64 (``nidx`` of them; ``p0 <= p1`` within
+    them); ``psw`` float32 (one element is enough without ``has_psw``);
+    ``out`` contiguous float32.  No other bounds checks.  Plain LLVM vector
+    code.
     """
     if not (_u8_c(w) and _f32_c(psw, out) and _offsets(indices)):
         return None
     i = types.intp
-    return types.void(w, i, indices, i, i, i, psw, types.boolean, i, out, i, i, i), _bag8rows64_codegen
+    return types.int64(w, i, indices, i, i, i, psw, types.boolean, i, out, i, i, i), _bag8rows64_codegen
 
 
 # ------------------------------------------------------------------ 8-bit add / mul

@@ -564,35 +564,52 @@ def unpack_rows(w, D, bits, out):
 # --------------------------------------------------------------- bag sums
 def bag_sum(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out):
     """Bag sums over packed rows, fbgemm's ``EmbeddingSpMDM`` arithmetic
-    (:func:`_bag_sum_chunks`).  Many bags run in parts of consecutive chunks
-    on Python threads (:mod:`qops.kernels._split`): a ``prange`` over the
-    chunks on the ``workqueue`` layer left the second thread mostly idle."""
+    (:func:`_bag_sum_chunks`).  Many bags run in parts of consecutive chunks,
+    handed to the pool's workers in compiled code (or, the pool busy, as
+    Python calls): a ``prange`` over the chunks on the ``workqueue`` layer
+    left the second thread mostly idle.
+
+    Validates as it goes, so that the caller need not read the indices
+    first: returns 0, or :data:`BAD_OFFSETS` (an offset below the one before
+    it, or outside the indices) or :data:`BAD_INDEX` (an index outside
+    ``[0, w.shape[0])``), found before a read through it (a chunk's
+    offsets before its bags, an index before its row, as fbgemm tests
+    them); the output is then incomplete.  That
+    ``offsets[0]`` is 0 is the caller's to require."""
     nchunks = (out.shape[0] + _BAGS - 1) // _BAGS
     args = (w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out)
     if nchunks >= 8:
-        if not (contiguous(w, indices, offsets, psw, out)
-                and run_compiled(_bag_sum_parts, _BAG_SUM_JOB, *args, nchunks)):
-            run_ranges(_bag_sum_chunks, nchunks, *args, align=1)
-    else:
-        _bag_sum_chunks(*args, 0, nchunks)
+        res = np.zeros(1, np.int64)
+        if contiguous(w, indices, offsets, psw, out) and run_compiled(_bag_sum_parts, _BAG_SUM_JOB, *args,
+                                                                      nchunks, res):
+            return int(res[0])
+        return max(run_ranges(_bag_sum_chunks, nchunks, *args, align=1))
+    return _bag_sum_chunks(*args, 0, nchunks)
+
+
+#: :func:`bag_sum`'s results: an offset below the one before it or outside
+#: the indices; an index outside the table
+BAD_OFFSETS = 1
+BAD_INDEX = 2
 
 
 def _bag_sum_job(p):
     """One part of :func:`bag_sum` on a pool worker (compiled job): the slots
-    as :func:`_bag_sum_parts` writes them."""
-    _bag_sum_chunks(array2(p, 0, np.uint8), p[12], p[13], array1(p, 3, np.int64), array1(p, 5, np.int64),
-                    array1(p, 7, np.float32), p[14] != 0, p[15], p[16] != 0, array2(p, 9, np.float32),
-                    p[17], p[18])
+    as :func:`_bag_sum_parts` writes them, the part's result into slot 19."""
+    p[19] = _bag_sum_chunks(array2(p, 0, np.uint8), p[12], p[13], array1(p, 3, np.int64), array1(p, 5, np.int64),
+                            array1(p, 7, np.float32), p[14] != 0, p[15], p[16] != 0, array2(p, 9, np.float32),
+                            p[17], p[18])
 
 
 _BAG_SUM_JOB = CompiledJob(_bag_sum_job)
 
 
 @njit(**CPU)
-def _bag_sum_parts(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out, nchunks,
+def _bag_sum_parts(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out, nchunks, res,
                    ctl, nworkers, job):
     """:func:`bag_sum`'s chunks in ``nworkers + 1`` parts on the pool
-    (:func:`qops.kernels._split.run_compiled`)."""
+    (:func:`qops.kernels._split.run_compiled`); ``res[0]``: the largest of
+    the parts' results."""
     if not claim(ctl):
         return -1
     for k in range(nworkers):
@@ -606,8 +623,55 @@ def _bag_sum_parts(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean
         ctl[i + 5], ctl[i + 6] = part_bounds(nchunks, nworkers + 1, k + 1, 1)
     seq = launch(ctl, nworkers, job)
     a, b = part_bounds(nchunks, nworkers + 1, 0, 1)
-    _bag_sum_chunks(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out, a, b)
-    return finish(ctl, nworkers, seq, job)
+    r = _bag_sum_chunks(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mean, out, a, b)
+    mask = finish(ctl, nworkers, seq, job)
+    for k in range(nworkers):
+        r = max(r, ctl[args_of(ctl, k) + 19])
+    res[0] = r
+    return mask
+
+
+@njit(**CPU_INLINE)
+def _bag_offsets(indices, offsets, b0, b1):
+    """0 if ``offsets[b0 : b1 + 1]`` never decreases and stays within the
+    indices, else :data:`BAD_OFFSETS`: bags that pass read only their own
+    indices, whatever the other bags' offsets hold.  (Each index is tested
+    where its row is read.)"""
+    if offsets[b0] < 0 or offsets[b1] > indices.size:
+        return BAD_OFFSETS
+    for b in range(b0, b1):
+        if offsets[b + 1] < offsets[b]:
+            return BAD_OFFSETS
+    return 0
+
+
+@njit(**CPU)
+def _bag8_chunks(w, D, indices, offsets, psw, has_psw, padding_idx, mean, out, c0, c1):
+    """:func:`_bag_sum_chunks` for 8-bit rows of whole 64-column blocks:
+    each bag through :func:`~qops.kernels.cpu._avx512.bag8rows64` (the row
+    loop of fbgemm's JIT kernel), into its output row.  ``w`` has at least
+    one row (the intrinsic reads row 0 in place of an index outside)."""
+    B = out.shape[0]
+    nidx = indices.shape[0]
+    oflat = out.reshape(-1)
+    for ch in range(c0, c1):
+        if _bag_offsets(indices, offsets, ch * _BAGS, min(B, (ch + 1) * _BAGS)):
+            return BAD_OFFSETS
+        for bag in range(ch * _BAGS, min(B, (ch + 1) * _BAGS)):
+            end = offsets[bag + 1]
+            if bag8rows64(w, w.shape[1], indices, offsets[bag], end, nidx, psw, has_psw, padding_idx,
+                          oflat, bag * D, D // 64, PREFETCH):
+                return BAD_INDEX
+            if mean:
+                n = 0
+                for p in range(offsets[bag], end):
+                    n += indices[p] != padding_idx
+                if n > 0:
+                    o = out[bag]
+                    fn = np.float32(n)
+                    for j in range(D):
+                        o[j] = o[j] / fn
+    return 0
 
 
 @njit(**CPU)
@@ -625,41 +689,34 @@ def _bag_sum_chunks(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mea
     through :func:`~qops.kernels.cpu._avx512.bag8rows64` (the row loop of
     fbgemm's JIT kernel); the others gather ``_GROUP`` rows at a time and
     sum them by :func:`_add_group`.
+
+    Returns 0, or :data:`BAD_OFFSETS` or :data:`BAD_INDEX` for the first
+    bad chunk of offsets (:func:`_bag_offsets`) or index found, before any
+    read through it (the bags before it summed, the rest not).
     """
+    if bits == 8 and D % 64 == 0 and w.shape[0] > 0:
+        return _bag8_chunks(w, D, indices, offsets, psw, has_psw, padding_idx, mean, out, c0, c1)
     B = out.shape[0]
     nidx = indices.shape[0]
     per = 8 // bits
     nb = D // per  # bytes of values per row (D is a multiple of per)
     last_col = np.int64(w.shape[1] - 1)
-    whole8 = bits == 8 and D % 64 == 0
-    oflat = out.reshape(-1)
+    # 8-bit rows accumulate into acc; 4-bit into lo / hi (the low and high
+    # nibbles, each stream contiguous so that the loops vectorise); 2-bit
+    # into acc deinterleaved (value m*4 + k at acc[k*nb + m]).  Rows are
+    # taken four at a time (rb/sb/bb) in one pass over the columns, in index
+    # order: the operations per element are unchanged.
+    acc = np.empty(D, dtype=np.float32)
+    lo = np.empty(nb, dtype=np.float32)
+    hi = np.empty(nb, dtype=np.float32)
+    rb = np.empty(_GROUP, dtype=np.int64)
+    sb = np.empty(_GROUP, dtype=np.float32)
+    bb = np.empty(_GROUP, dtype=np.float32)
+    nrows = np.uint64(w.shape[0])
     for ch in range(c0, c1):
-        # 8-bit rows accumulate into acc; 4-bit into lo / hi (the low and
-        # high nibbles, each stream contiguous so that the loops vectorise);
-        # 2-bit into acc deinterleaved (value m*4 + k at acc[k*nb + m]).
-        # Rows are taken four at a time (rb/sb/bb) in one pass over the
-        # columns, in index order: the operations per element are unchanged.
-        acc = np.empty(D, dtype=np.float32)
-        lo = np.empty(nb, dtype=np.float32)
-        hi = np.empty(nb, dtype=np.float32)
-        rb = np.empty(_GROUP, dtype=np.int64)
-        sb = np.empty(_GROUP, dtype=np.float32)
-        bb = np.empty(_GROUP, dtype=np.float32)
+        if _bag_offsets(indices, offsets, ch * _BAGS, min(B, (ch + 1) * _BAGS)):
+            return BAD_OFFSETS
         for bag in range(ch * _BAGS, min(B, (ch + 1) * _BAGS)):
-            if whole8:  # fbgemm's JIT loop, in one compiled piece, into the output row
-                end = offsets[bag + 1]
-                bag8rows64(w, w.shape[1], indices, offsets[bag], end, nidx, psw, has_psw, padding_idx,
-                           oflat, bag * D, D // 64, PREFETCH)
-                if mean:
-                    n = 0
-                    for p in range(offsets[bag], end):
-                        n += indices[p] != padding_idx
-                    if n > 0:
-                        o = out[bag]
-                        fn = np.float32(n)
-                        for j in range(D):
-                            o[j] = o[j] / fn
-                continue
             for j in range(D):
                 acc[j] = np.float32(0.0)
             for m in range(nb):
@@ -674,6 +731,8 @@ def _bag_sum_chunks(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mea
                     _prefetch(w, ahead, np.int64(0))
                     _prefetch(w, ahead, last_col)
                 r = indices[p]
+                if np.uint64(r) >= nrows:  # (a negative index wraps to a large one)
+                    return BAD_INDEX
                 if r == padding_idx:
                     continue
                 n += 1
@@ -705,6 +764,7 @@ def _bag_sum_chunks(w, D, bits, indices, offsets, psw, has_psw, padding_idx, mea
                 fn = np.float32(n)
                 for j in range(D):
                     o[j] = o[j] / fn
+    return 0
 
 
 @njit(**CPU_INLINE)
