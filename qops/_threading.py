@@ -15,7 +15,9 @@ qops's answer (documented in ``docs/threading.md``):
   ``workqueue`` just before its first parallel kernel runs (not at import);
 * every qops CPU kernel launch holds one process-wide lock, so concurrent
   calls from many Python threads take turns on the parallel layer instead of
-  aborting it.  Each call still uses all cores.
+  aborting it.  Each call still uses all cores.  (The clamps' short path,
+  which runs no ``prange`` loop and takes the part pool atomically, skips
+  it: ``qops._activation._clamp_short``.)
 """
 
 from __future__ import annotations

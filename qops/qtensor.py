@@ -73,6 +73,19 @@ class QTensor:
         t._axis = int(axis)
         return t
 
+    def _affine_like(self, data):
+        """A per-tensor affine QTensor of ``data`` with this per-tensor
+        one's dtype, scale and zero point (a float and an int already): the
+        short paths' result, as torch's integer selections return it."""
+        t = object.__new__(QTensor)
+        t._data = data
+        t._dtype = self._dtype
+        t._qscheme = per_tensor_affine
+        t._scale = self._scale
+        t._zero_point = self._zero_point
+        t._scales = t._zero_points = t._axis = None
+        return t
+
     def _with_data(self, data, axis=None):
         """Same quantization parameters, new (view of the) integers."""
         if self._axis is None:

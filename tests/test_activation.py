@@ -368,6 +368,38 @@ def test_errors():
         F.prelu(x, np.float32([0.1]), 0.1, 0)
 
 
+def test_relu_short_path_keeps_the_checks():
+    """relu remembers the bounds of each (dtype, zero point) it has checked
+    and then skips the checks for C-contiguous NumPy inputs; every other
+    input of that dtype and zero point still takes them (and the slow path),
+    and the result is torch's per-tensor affine tensor either way."""
+    from qops import _activation as A
+
+    x = qops.make_per_tensor_qtensor(np.arange(24, dtype=np.uint8).reshape(4, 6), 0.1, 7, qops.quint8)
+    want = np.maximum(x.int_repr(), 7)
+    F.relu(x)
+    assert A._RELU_BOUNDS[qops.quint8, 7] == (7, 255)
+    for _ in range(2):
+        y = F.relu(x)
+        np.testing.assert_array_equal(y.int_repr(), want)
+        assert (y.q_scale(), y.q_zero_point(), y.qscheme()) == (0.1, 7, qops.per_tensor_affine)
+    np.testing.assert_array_equal(F.relu(x.transpose(0, 1)).int_repr(), want.T)
+    np.testing.assert_array_equal(F.relu(x, numerics="qnnpack").int_repr(), want)
+    sym = qops.make_per_tensor_qtensor(np.int8([-3, 0, 4]), 0.1, 0, qops.qint8)
+    F.relu(sym)
+    sym._qscheme = qops.per_tensor_symmetric  # as a symmetric observer's tensor
+    y = F.relu(sym)
+    np.testing.assert_array_equal(y.int_repr(), np.int8([0, 0, 4]))
+    assert y.qscheme() == qops.per_tensor_affine  # as torch's quantized relu
+    with pytest.raises(ValueError, match="unknown numerics"):
+        F.relu(x, numerics="bogus")
+    with pytest.raises(TypeError, match="quantize it first"):
+        F.relu(x.int_repr())
+    pc = qops.quantize_per_channel(np.zeros((2, 3), np.float32), [0.1, 0.2], [7, 7], 0, qops.quint8)
+    with pytest.raises(ValueError, match="per-tensor"):
+        F.relu(pc)
+
+
 @pytest.mark.parametrize("layout", ["odd", "even", "rows_even", "rows_odd"])
 def test_large_parallel_single_thread_torch(layout):
     """The parallel CPU driver (>= 2**17 elements; two-byte lookups where runs start
