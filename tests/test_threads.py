@@ -18,7 +18,8 @@ from qops.kernels._options import PARALLEL_MIN
 x = np.random.default_rng(0).standard_normal(2 * PARALLEL_MIN).astype(np.float32)
 def run():
     q = qops.quantize_per_tensor(x, 0.02, 3, qops.quint8)
-    return q.int_repr(), qops.requantize(q, 0.05, 7).int_repr(), q.dequantize()
+    return (q.int_repr(), qops.requantize(q, 0.05, 7).int_repr(), q.dequantize(),
+            qops.functional.relu(q).int_repr())
 ref = run()
 def same(r):
     return all(np.array_equal(a, b) for a, b in zip(r, ref))
@@ -117,6 +118,31 @@ def test_import_alone_changes_nothing():
         env={k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"},
     )
     assert _check(res) == ["default"]
+
+
+def test_a_first_relu_chooses_the_layer():
+    """The clamps' short path skips the kernel lock, not the layer choice:
+    a process whose first qops call is a relu in parts ends on workqueue,
+    and forks safely after it."""
+    code = """
+        import multiprocessing as mp
+        import numpy as np, qops
+        from qops.kernels.cpu.activation import CLAMP_PARTS_MIN
+        q = qops.make_per_tensor_qtensor(np.arange(2 * CLAMP_PARTS_MIN, dtype=np.int64).astype(np.uint8),
+                                         0.1, 100, qops.quint8)
+        want = np.maximum(q.int_repr(), 100)
+        ok = all(np.array_equal(qops.functional.relu(q).int_repr(), want) for _ in range(3))
+        def child(i):
+            return np.array_equal(qops.functional.relu(q).int_repr(), want)
+        with mp.get_context("fork").Pool(2) as pool:
+            forked = all(pool.map(child, range(2)))
+        print(ok, forked, qops.threading_layer())
+    """
+    res = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=240,
+        env={k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"},
+    )
+    assert _check(res) == ["True", "True", "workqueue"]
 
 
 def test_parts_on_python_threads_from_threads_and_forks():
