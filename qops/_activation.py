@@ -32,6 +32,7 @@ from . import _dispatch, _threading
 from ._device import is_cuda_array, params_to_device
 from ._validate import check_scale, check_zero_point
 from .dtypes import per_tensor_affine, per_tensor_symmetric, qint8, qint32, quint8
+from .numerics import _current as _numerics_var
 from .numerics import resolve_numerics
 from .qtensor import QTensor
 
@@ -97,6 +98,10 @@ def _real(v, what, op, allow_inf=False):
     if v != v or (not allow_inf and not math.isfinite(v)):
         raise ValueError(f"{op}: {what} must be a finite number, got {v!r}")
     return v
+
+
+#: the default profile now (``resolve_numerics(None)``, briefly)
+_current_numerics = _numerics_var.get
 
 
 def _profile(numerics, op, selection=False):
@@ -393,9 +398,12 @@ def _clamp_run(x, lo, hi):
 
 #: relu's bounds ``(zero point, qmax)`` as storage scalars, per checked
 #: ``(dtype, zero point)`` of a per-tensor input: a call that finds them
-#: skips the checks (at most ``_RELU_MAX`` pairs kept)
+#: skips the checks (at most ``_KNOWN_MAX`` kept)
 _RELU_BOUNDS: dict = {}
-_RELU_MAX = 1024
+#: hardtanh's bounds likewise, per checked ``(dtype, scale, zero point,
+#: min_val, max_val)`` with float bounds under a torch profile
+_HARDTANH_BOUNDS: dict = {}
+_KNOWN_MAX = 1024
 
 
 _TABLES: "OrderedDict[tuple, tuple]" = OrderedDict()
@@ -466,7 +474,7 @@ def relu(input, *, numerics=None) -> QTensor:
     if numerics is not None:  # (any profile: only a name to check)
         _profile(numerics, "relu", selection=True)
     dtype, zp = x._dtype, x._zero_point
-    if len(_RELU_BOUNDS) < _RELU_MAX:
+    if len(_RELU_BOUNDS) < _KNOWN_MAX:
         _RELU_BOUNDS[dtype, zp] = _bounds(dtype.storage.type, zp, dtype.qmax)
     return _clamp_run(x, zp, dtype.qmax)
 
@@ -542,12 +550,23 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, *, numerics=None) -> QTensor:
     ValueError
         ``min_val > max_val`` or NaN bounds.
     """
+    if numerics is None and type(input) is QTensor and type(min_val) is float and type(max_val) is float:
+        key = (input._dtype, input._scale, input._zero_point, min_val, max_val)
+        b = _HARDTANH_BOUNDS.get(key)  # known bounds of a checked call: briefly
+        if b is not None and _current_numerics() in _TORCH:
+            out = _clamp_short(input, b)
+            if out is not None:
+                return out
     x = _check_input(input, "hardtanh", qint32_ok=True)
     p = _profile(numerics, "hardtanh")
     mn = _real(min_val, "min_val", "hardtanh", allow_inf=True)
     mx = _real(max_val, "max_val", "hardtanh", allow_inf=True)
     if mn > mx:
         raise ValueError(f"hardtanh: min_val ({mn}) must not exceed max_val ({mx})")
+    if p in _TORCH and type(min_val) is float and type(max_val) is float and len(_HARDTANH_BOUNDS) < _KNOWN_MAX:
+        dtype = x._dtype
+        lo, hi = _torch_bounds(mn, mx, x._scale, x._zero_point, dtype.qmin, dtype.qmax)
+        _HARDTANH_BOUNDS[dtype, x._scale, x._zero_point, min_val, max_val] = _bounds(dtype.storage.type, lo, hi)
     return _clamp_impl(x, mn, mx, p)
 
 

@@ -400,6 +400,34 @@ def test_relu_short_path_keeps_the_checks():
         F.relu(pc)
 
 
+def test_hardtanh_short_path_keeps_the_checks():
+    """hardtanh remembers the bounds of each checked (dtype, scale, zero
+    point, float bounds) under a torch profile; calls that differ in any of
+    those, in the bounds' types or in the profile still take the checks."""
+    from qops import _activation as A
+
+    x = qops.make_per_tensor_qtensor(np.arange(24, dtype=np.uint8).reshape(4, 6), 0.5, 7, qops.quint8)
+    want = np.clip(x.int_repr(), 7 - 2, 7 + 4)
+    for _ in range(3):
+        np.testing.assert_array_equal(F.hardtanh(x, -1.0, 2.0).int_repr(), want)
+    assert A._HARDTANH_BOUNDS[qops.quint8, 0.5, 7, -1.0, 2.0] == (5, 11)
+    np.testing.assert_array_equal(F.hardtanh(x.transpose(0, 1), -1.0, 2.0).int_repr(), want.T)
+    with qops.numerics("onnxruntime"):
+        with pytest.raises(NotImplementedError, match="numerics 'onnxruntime'"):
+            F.hardtanh(x, -1.0, 2.0)
+    with pytest.raises(ValueError, match="unknown numerics"):
+        F.hardtanh(x, -1.0, 2.0, numerics="bogus")
+    with pytest.raises(TypeError, match="min_val must be a real number"):
+        F.hardtanh(x, True, 2.0)
+    with pytest.raises(ValueError, match="must not exceed"):
+        F.hardtanh(x, 2.0, -1.0)
+    y = qops.make_per_tensor_qtensor(x.int_repr(), 0.25, 7, qops.quint8)  # another scale
+    np.testing.assert_array_equal(F.hardtanh(y, -1.0, 2.0).int_repr(), np.clip(x.int_repr(), 3, 15))
+    with qops.numerics("reference"):  # the reference profile's own path
+        np.testing.assert_array_equal(F.hardtanh(x, -1.0, 2.0).int_repr(), want)
+    assert len(A._HARDTANH_BOUNDS) <= A._KNOWN_MAX
+
+
 @pytest.mark.parametrize("layout", ["odd", "even", "rows_even", "rows_odd"])
 def test_large_parallel_single_thread_torch(layout):
     """The parallel CPU driver (>= 2**17 elements; two-byte lookups where runs start
