@@ -824,6 +824,32 @@ def contiguous(*arrays):
     return all(a.flags.c_contiguous for a in arrays)
 
 
+def compiled_pool():
+    """``(pool, nworkers)`` for a compiled hand-over now, or None when the
+    work is not to be split (one Numba thread): :func:`run_compiled`'s
+    first half, for a caller that calls its driver itself, as
+    ``driver(..., pool.ctl, nworkers, job.address or job.compile())``, and
+    then wakes the workers in the mask it returns (``pool.wake``)."""
+    get = _threads_now  # parts(), briefly
+    k = get() if get is not None else parts()
+    if k < 2:
+        return None
+    pool = _pool
+    if pool is None or pool.broken or len(pool.workers) < k - 1:
+        pool = _pool_with(k - 1)
+    if not pool.futex:
+        ctl = pool.ctl
+        for w in range(k - 1):
+            if ctl[_HEADER + w * _SLOTS + _STATE] == _ASLEEP:
+                # wake them now: they come up while this call runs (its parts
+                # not claimed by then are run here), ready for the next one;
+                # woken after the call, a worker still waited for the GIL or
+                # its CPU during the next calls, which then ran on one thread
+                pool.wake(_asleep(ctl, k - 1))
+                break
+    return pool, k - 1
+
+
 def run_compiled(driver, job, *args):
     """``driver(*args, ctl, nworkers, job_address)`` on the pool: a compiled
     caller that splits its work in ``nworkers + 1`` parts, writes the
@@ -836,26 +862,13 @@ def run_compiled(driver, job, *args):
     after its own (so a call never waits for a wake-up), and the worker is
     woken for the next call.  False when the work is not to be split (one
     Numba thread) or the pool is busy with another call: run it serially
-    then.  Every kernel call in parts passes here, so it is kept short (the
-    Python around a 1M-byte clamp in two parts was 1.4 us of its 17)."""
-    get = _threads_now  # parts(), briefly
-    k = get() if get is not None else parts()
-    if k < 2:
+    then.  Every kernel call in parts passes here (the clamps through
+    :func:`compiled_pool` alone), so it is kept short."""
+    use = compiled_pool()
+    if use is None:
         return False
-    pool = _pool
-    if pool is None or pool.broken or len(pool.workers) < k - 1:
-        pool = _pool_with(k - 1)
-    ctl = pool.ctl
-    if not pool.futex:
-        for w in range(k - 1):
-            if ctl[_HEADER + w * _SLOTS + _STATE] == _ASLEEP:
-                # wake them now: they come up while this call runs (its parts
-                # not claimed by then are run here), ready for the next one;
-                # woken after the call, a worker still waited for the GIL or
-                # its CPU during the next calls, which then ran on one thread
-                pool.wake(_asleep(ctl, k - 1))
-                break
-    mask = driver(*args, ctl, k - 1, job.address or job.compile())
+    pool, nworkers = use
+    mask = driver(*args, pool.ctl, nworkers, job.address or job.compile())
     if mask > 0:
         pool.wake(mask)
     return mask >= 0

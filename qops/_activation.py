@@ -366,10 +366,10 @@ def _bounds(st, lo, hi):
 _clamp_apply = _dispatch.kernel("activation.clamp_apply", "cpu")
 
 
-def _clamp_short(x, b):
-    """The clamp of a C-contiguous NumPy input to the bounds ``b`` (storage
-    scalars), or None for any other input: :func:`_launch`'s common case,
-    shorter.
+def _clamp_short(x, lo, hi):
+    """The clamp of a C-contiguous NumPy input to the bounds ``lo``, ``hi``
+    (storage scalars), or None for any other input: :func:`_launch`'s
+    common case, shorter.
 
     It runs without the process-wide kernel lock (after the layer choice it
     guards): the clamp runs no ``prange`` loop, and hands its parts to the
@@ -380,17 +380,16 @@ def _clamp_short(x, b):
     if type(data) is not np.ndarray or not data.flags.c_contiguous:
         return None
     out = np.empty(data.shape, data.dtype)
-    if data.size:
-        if not _threading._configured:
-            _threading.kernel_lock()  # chooses the layer before the pool's first thread count
-        _clamp_apply(data.ravel(), out.ravel(), *b)  # (views: C-contiguous)
+    if not _threading._configured:
+        _threading.kernel_lock()  # chooses the layer before the pool's first thread count
+    _clamp_apply(data.ravel(), out.ravel(), lo, hi)  # (views: C-contiguous)
     return x._affine_like(out)
 
 
 def _clamp_run(x, lo, hi):
     """Integer clamp ``min(max(q, lo), hi)`` with the input's qparams."""
     b = _bounds(x._dtype.storage.type, lo, hi)
-    out = _clamp_short(x, b)
+    out = _clamp_short(x, *b)
     if out is not None:
         return out
     return _launch(x, "clamp_apply", lambda run: b, x._scale, x._zero_point)
@@ -467,14 +466,20 @@ def relu(input, *, numerics=None) -> QTensor:
     if numerics is None and type(input) is QTensor:  # a known dtype and zero point: briefly
         b = _RELU_BOUNDS.get((input._dtype, input._zero_point))
         if b is not None:
-            out = _clamp_short(input, b)
-            if out is not None:
-                return out
+            # _clamp_short's steps, written out: calling it took 0.4 us of
+            # the 15 us of a relu of 1M bytes (as did passing ``*b``)
+            data = input._data
+            if type(data) is np.ndarray and data.flags.c_contiguous:
+                out = np.empty(data.shape, data.dtype)
+                lo, hi = b
+                _clamp_apply(data.ravel(), out.ravel(), lo, hi)
+                return input._affine_like(out)
     x = _check_input(input, "relu", qint32_ok=True)
     if numerics is not None:  # (any profile: only a name to check)
         _profile(numerics, "relu", selection=True)
     dtype, zp = x._dtype, x._zero_point
     if len(_RELU_BOUNDS) < _KNOWN_MAX:
+        _threading.kernel_lock()  # (chooses the layer: the short path above does not look)
         _RELU_BOUNDS[dtype, zp] = _bounds(dtype.storage.type, zp, dtype.qmax)
     return _clamp_run(x, zp, dtype.qmax)
 
@@ -554,7 +559,8 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, *, numerics=None) -> QTensor:
         key = (input._dtype, input._scale, input._zero_point, min_val, max_val)
         b = _HARDTANH_BOUNDS.get(key)  # known bounds of a checked call: briefly
         if b is not None and _current_numerics() in _TORCH:
-            out = _clamp_short(input, b)
+            lo, hi = b
+            out = _clamp_short(input, lo, hi)
             if out is not None:
                 return out
     x = _check_input(input, "hardtanh", qint32_ok=True)

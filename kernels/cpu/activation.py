@@ -19,8 +19,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL, PARALLEL_MIN, STREAM_PARALLEL_MIN
-from .._split import (CompiledJob, args_of, array1, claim, finish, launch, line_start, part_bounds, put_array,
-                      run_compiled, run_ranges)
+from .._split import (CompiledJob, args_of, array1, claim, compiled_pool, finish, launch, line_start, part_bounds,
+                      put_array, run_ranges)
 from ._avx512 import avx512bw_available, lut64, qprelu64, vbmi_available
 from ._llvm import add_i32, fma32
 
@@ -250,9 +250,17 @@ def clamp_apply(x, out, lo, hi):
     loop; from ``CLAMP_PARTS_MIN`` elements it runs in parts, handed to the
     pool's workers in compiled code (:func:`qops.kernels._split.run_compiled`)."""
     n = x.size
-    if n < CLAMP_PARTS_MIN or not run_compiled(_clamp_parts, _CLAMP_JOB, x, out, lo, hi,
-                                                _CLAMP_KIND[x.dtype]):
-        _clamp_span(x, out, lo, hi, 0, n)
+    if n >= CLAMP_PARTS_MIN:
+        use = compiled_pool()  # run_compiled's steps, without its layers:
+        if use is not None:    # the clamp of 1M bytes is 15 us in all
+            pool, nworkers = use
+            mask = _clamp_parts(x, out, lo, hi, _CLAMP_KIND[x.dtype], pool.ctl, nworkers,
+                                _CLAMP_JOB.address or _CLAMP_JOB.compile())
+            if mask >= 0:
+                if mask:
+                    pool.wake(mask)
+                return
+    _clamp_span(x, out, lo, hi, 0, n)
 
 
 @njit(**CPU_INLINE)
