@@ -20,7 +20,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CPU, CPU_INLINE, CPU_PARALLEL
-from .._split import run_ranges
+from .._split import (CompiledJob, args_of, array1, array5, claim, contiguous, finish, launch, part_bounds,
+                      put_array, run_compiled, run_ranges)
 from ._llvm import load_u64
 from .gemm import KG, block_portable, block_vnni
 from .requant import _block
@@ -363,13 +364,54 @@ def pad_channels_last(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out):
     ``(N, D, H, W, C)`` with ``cl``; ``out`` is ``(N, D + 2*pd, H + 2*ph,
     W + 2*pw, C)`` uint8 (C-contiguous).  ``flip`` (0 or 0x80) is XORed into
     every copied byte (int8 activations become uint8; ``zx`` is their moved
-    zero point).  The rows run in parts on Python threads
-    (:mod:`qops.kernels._split`): a ``prange`` over tiles on the
+    zero point).  The rows run in parts of whole tiles, handed to the pool's
+    workers in compiled code (:func:`qops.kernels._split.run_compiled`; the
+    pool busy: as Python calls): a ``prange`` over tiles on the
     ``workqueue`` layer took 0.35 ms for 1M bytes, longer than one thread
     (0.27 ms).
     """
     rows = n_ * (d_ + 2 * pd) * (h_ + 2 * ph)
-    run_ranges(_pad_rows, rows, src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, align=_TILE)
+    if rows < 2 * _TILE:  # fewer than two tiles: one part
+        _pad_rows(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, 0, rows)
+    elif not (contiguous(src, out) and run_compiled(_pad_parts, _PAD_JOB, src, cl, flip, zx, n_, c_, d_, h_,
+                                                  w_, pd, ph, pw, out, rows)):
+        run_ranges(_pad_rows, rows, src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, align=_TILE)
+
+
+def _pad_job(p):
+    """One part of :func:`pad_channels_last` on a pool worker (compiled
+    job): the slots as :func:`_pad_parts` writes them."""
+    _pad_rows(array1(p, 0, np.uint8), p[2] != 0, p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11],
+              p[12], array5(p, 13, np.uint8), p[19], p[20])
+
+
+_PAD_JOB = CompiledJob(_pad_job)
+
+
+@njit(**CPU)
+def _pad_parts(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, rows, ctl, nworkers, job):
+    """:func:`pad_channels_last`'s rows in ``nworkers + 1`` parts of whole
+    tiles on the pool (:func:`qops.kernels._split.run_compiled`)."""
+    if not claim(ctl):
+        return -1
+    for k in range(nworkers):
+        i = put_array(ctl, args_of(ctl, k), src)
+        ctl[i] = cl
+        ctl[i + 1] = flip
+        ctl[i + 2] = zx
+        ctl[i + 3] = n_
+        ctl[i + 4] = c_
+        ctl[i + 5] = d_
+        ctl[i + 6] = h_
+        ctl[i + 7] = w_
+        ctl[i + 8] = pd
+        ctl[i + 9] = ph
+        ctl[i + 10] = pw
+        i = put_array(ctl, i + 11, out)
+        ctl[i], ctl[i + 1] = part_bounds(rows, nworkers + 1, k + 1, _TILE)
+    seq = launch(ctl, nworkers, job)
+    _pad_rows(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, 0, part_bounds(rows, nworkers + 1, 0, _TILE)[1])
+    return finish(ctl, nworkers, seq, job)
 
 
 @njit(**CPU)
