@@ -8,6 +8,9 @@ int32 (Numba widens ``int32 + int32`` to int64).  ``f32_from_bits`` and
 ``f64_from_bits`` reinterpret an integer's bits as a float without the
 temporary array of ``np.array([i]).view(...)``.  ``load_u64`` reads 8 bytes of
 a uint8 array at any offset as one integer (one unaligned load).
+``copy_bytes`` and ``fill_bytes`` are ``llvm.memcpy`` and ``llvm.memset`` on
+uint8 arrays: a short copy of a run-time length without the alias test and
+scalar tail of a vectorised loop.
 """
 
 from llvmlite import ir
@@ -87,3 +90,43 @@ def load_u64(typingctx, a, off):
     if not (isinstance(a, types.Array) and a.dtype == types.uint8 and a.layout == "C"):
         return None
     return types.uint64(a, types.uint64), _load_u64_codegen
+
+
+def _u8_array(a):
+    return isinstance(a, types.Array) and a.dtype == types.uint8 and a.layout == "C"
+
+
+def _copy_bytes_codegen(context, builder, sig, args):
+    dst, d_off, src, s_off, n = args
+    pd = builder.gep(context.make_array(sig.args[0])(context, builder, dst).data, [d_off])
+    ps = builder.gep(context.make_array(sig.args[2])(context, builder, src).data, [s_off])
+    i8p = ir.IntType(8).as_pointer()
+    fn = builder.module.declare_intrinsic("llvm.memcpy", [i8p, i8p, ir.IntType(64)])
+    builder.call(fn, [pd, ps, n, ir.Constant(ir.IntType(1), 0)])
+    return context.get_dummy_value()
+
+
+@intrinsic
+def copy_bytes(typingctx, dst, d_off, src, s_off, n):
+    """``dst[d_off : d_off + n] = src[s_off : s_off + n]`` for contiguous
+    uint8 arrays whose ranges do not overlap (no bounds check)."""
+    if not (_u8_array(dst) and _u8_array(src)):
+        return None
+    return types.void(dst, types.uint64, src, types.uint64, types.uint64), _copy_bytes_codegen
+
+
+def _fill_bytes_codegen(context, builder, sig, args):
+    dst, d_off, v, n = args
+    pd = builder.gep(context.make_array(sig.args[0])(context, builder, dst).data, [d_off])
+    fn = builder.module.declare_intrinsic("llvm.memset", [ir.IntType(8).as_pointer(), ir.IntType(64)])
+    builder.call(fn, [pd, v, n, ir.Constant(ir.IntType(1), 0)])
+    return context.get_dummy_value()
+
+
+@intrinsic
+def fill_bytes(typingctx, dst, d_off, v, n):
+    """``dst[d_off : d_off + n] = v`` for a contiguous uint8 array and a
+    uint8 ``v`` (no bounds check)."""
+    if not (_u8_array(dst) and v == types.uint8):
+        return None
+    return types.void(dst, types.uint64, types.uint8, types.uint64), _fill_bytes_codegen

@@ -22,7 +22,7 @@ from numba import njit, prange
 from .._options import CPU, CPU_INLINE, CPU_PARALLEL
 from .._split import (CompiledJob, args_of, array1, array5, claim, contiguous, finish, launch, part_bounds,
                       put_array, run_compiled, run_ranges)
-from ._llvm import load_u64
+from ._llvm import copy_bytes, fill_bytes, load_u64
 from .gemm import KG, block_portable, block_vnni
 from .requant import _block
 
@@ -664,8 +664,14 @@ def depthwise_requantized_serial(xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, 
 def _im2col_rows(xf, n_, d_, h_, w_, c_, zb, c0, cg, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh,
                  dw, od, oh, ow, r0, r1, out, kp):
     """Rows ``r0 : r1`` of :func:`im2col` into ``out`` (row ``r`` at
-    ``(r - r0) * kp``); the columns from ``kd*kh*kw*cg`` to ``kp`` are zeroed."""
+    ``(r - r0) * kp``); the columns from ``kd*kh*kw*cg`` to ``kp`` are zeroed.
+
+    The bytes move by ``copy_bytes`` / ``fill_bytes`` (``llvm.memcpy`` and
+    ``memset``): with undilated taps over all the channels, the taps of a
+    kernel row inside the input are one run of the input.  (A byte loop per
+    tap took 0.23 of the 0.78 ms of a 3x3 64->64 conv on 56x56, one thread.)"""
     ktot = kd * kh * kw * cg
+    whole = dw == 1 and cg == c_  # a kernel row's taps: consecutive pixels, one run
     for r in range(r0, r1):
         ox = r % ow
         t = r // ow
@@ -674,22 +680,36 @@ def _im2col_rows(xf, n_, d_, h_, w_, c_, zb, c0, cg, kd, kh, kw, sd, sh, sw, pd,
         oz = t % od
         n = t // od
         dst = _U64((r - r0) * kp)
+        ix0 = ox * sw - pw
         for a in range(kd):
             iz = oz * sd - pd + a * dd
             for b in range(kh):
                 iy = oy * sh - ph + b * dh
+                if not (0 <= iz < d_ and 0 <= iy < h_):
+                    fill_bytes(out, dst, zb, _U64(kw * cg))
+                    dst += _U64(kw * cg)
+                    continue
+                row = ((n * d_ + iz) * h_ + iy) * w_  # the input pixel (iz, iy, 0)
+                if whole:
+                    lo = min(kw, max(0, -ix0))  # taps [lo, hi) lie inside
+                    hi = max(lo, min(kw, w_ - ix0))
+                    if lo > 0:
+                        fill_bytes(out, dst, zb, _U64(lo * cg))
+                    if hi > lo:
+                        copy_bytes(out, dst + _U64(lo * cg), xf, _U64((row + ix0 + lo) * c_ + c0),
+                                   _U64((hi - lo) * cg))
+                    if hi < kw:
+                        fill_bytes(out, dst + _U64(hi * cg), zb, _U64((kw - hi) * cg))
+                    dst += _U64(kw * cg)
+                    continue
                 for c in range(kw):
-                    ix = ox * sw - pw + c * dw
-                    if 0 <= iz < d_ and 0 <= iy < h_ and 0 <= ix < w_:
-                        src = _U64((((n * d_ + iz) * h_ + iy) * w_ + ix) * c_ + c0)
-                        for ch in range(_U64(0), _U64(cg)):
-                            out[dst + ch] = xf[src + ch]
+                    ix = ix0 + c * dw
+                    if 0 <= ix < w_:
+                        copy_bytes(out, dst, xf, _U64((row + ix) * c_ + c0), _U64(cg))
                     else:
-                        for ch in range(_U64(0), _U64(cg)):
-                            out[dst + ch] = zb
+                        fill_bytes(out, dst, zb, _U64(cg))
                     dst += _U64(cg)
-        for ch in range(_U64(0), _U64(kp - ktot)):
-            out[dst + ch] = 0
+        fill_bytes(out, dst, np.uint8(0), _U64(kp - ktot))
 
 
 @njit(**CPU)
