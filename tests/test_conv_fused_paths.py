@@ -71,3 +71,34 @@ def test_fused_and_step_by_step_paths_agree(rng, monkeypatch, disable, threads):
             np.testing.assert_array_equal(outs[0], outs[1], err_msg=f"{profile} {nd}-D c={c} o={o} g={groups}")
             compared += outs[0].size
     assert compared > 50000
+
+
+def test_fused_im2col_rows_match_the_patches(rng):
+    """The fused kernels' im2col (runs of whole kernel rows by memcpy, or a
+    copy per tap for groups and dilation; the border and the padded columns
+    by memset) writes the bytes of the step-by-step ``im2col``, for any
+    block of rows, on 1-D to 3-D geometries with borders on every side."""
+    from qops.kernels.cpu import conv as K
+
+    cases = [  # (C, c0, cg, kernel, stride, pad, dilation, spatial)
+        (16, 0, 16, (1, 3, 3), (1, 1, 1), (0, 1, 1), (1, 1, 1), (1, 7, 6)),
+        (8, 0, 8, (1, 1, 5), (1, 1, 2), (0, 0, 3), (1, 1, 1), (1, 1, 9)),  # pads wider than a side
+        (12, 4, 4, (1, 3, 3), (1, 2, 1), (0, 1, 2), (1, 1, 1), (1, 6, 5)),  # a group's channels
+        (8, 0, 8, (1, 3, 3), (1, 1, 1), (0, 2, 2), (1, 2, 2), (1, 6, 6)),  # dilation
+        (4, 0, 4, (3, 2, 3), (2, 1, 1), (1, 1, 1), (1, 1, 1), (4, 3, 5)),
+        (3, 0, 3, (1, 1, 7), (1, 1, 1), (0, 0, 3), (1, 1, 1), (1, 1, 4)),  # kernel wider than the input
+    ]
+    for c, c0, cg, k, s, p, d, sp in cases:
+        x = rng.integers(0, 256, (2,) + sp + (c,)).astype(np.uint8)
+        o = tuple((sp[i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(3))
+        ktot = k[0] * k[1] * k[2] * cg
+        kp = -(-ktot // 4) * 4 + 4  # padded columns too
+        m = 2 * o[0] * o[1] * o[2]
+        want = np.full(m * kp, 99, np.uint8)
+        K.im2col(x, 77, c0, cg, *k, *s, *p, *d, *o, want, kp)
+        want = want.reshape(m, kp)
+        want[:, ktot:] = 0
+        for r0, r1 in ((0, m), (1, m - 2), (m // 2, m // 2 + 1)):
+            got = np.full((r1 - r0) * kp, 99, np.uint8)
+            K._im2col_rows(x.reshape(-1), *x.shape, np.uint8(77), c0, cg, *k, *s, *p, *d, *o, r0, r1, got, kp)
+            np.testing.assert_array_equal(got.reshape(r1 - r0, kp), want[r0:r1], err_msg=str((c, k, s, p, d)))
