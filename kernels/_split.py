@@ -102,7 +102,7 @@ _SEQ = 1
 #: 1 when this pool's workers sleep on futexes (``_FUTEX`` and
 #: ``USE_FUTEX`` when it was built), 0 when on their Python locks.
 _FUTEX_ON = 2
-_SLOTS = 64
+_SLOTS = 128
 _CALLER_CPU = 1
 _FN = 2
 _STATE = 3

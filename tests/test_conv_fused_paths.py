@@ -102,3 +102,53 @@ def test_fused_im2col_rows_match_the_patches(rng):
             got = np.full((r1 - r0) * kp, 99, np.uint8)
             K._im2col_rows(x.reshape(-1), *x.shape, np.uint8(77), c0, cg, *k, *s, *p, *d, *o, r0, r1, got, kp)
             np.testing.assert_array_equal(got.reshape(r1 - r0, kp), want[r0:r1], err_msg=str((c, k, s, p, d)))
+
+
+@pytest.mark.parametrize("disable", ["", "1"], ids=["vnni", "portable"])
+def test_fused_conv_blocks_in_parts_both_hand_overs(rng, monkeypatch, disable):
+    """The fused convolution's blocks in parts, handed to the pool as a
+    compiled job (checked: the job was posted) and as Python calls, give the
+    integers of one thread: dense 3x3 (padding, stride), grouped, 1x1 read in
+    place, nonzero weight zero points, int8 activations, fused ReLU, under
+    the torch, onnxruntime and reference epilogues."""
+    import numba
+
+    from qops.kernels import _split
+    from qops.kernels.cpu import conv as K
+    from qops.kernels.cpu import gemm
+
+    monkeypatch.setenv("QOPS_DISABLE_VNNI", disable)
+    job = K._CONV_JOB_VNNI if gemm.vnni_available() else K._CONV_JOB_PORTABLE
+    cases = [  # (c, o, groups, k, stride, act)
+        (16, 24, 1, 3, 1, "u8"), (16, 32, 2, 3, 2, "s8"), (32, 16, 1, 1, 1, "u8"), (8, 40, 1, 3, 1, "s8"),
+    ]
+    threads = numba.get_num_threads()
+    for c, o, groups, k, stride, act in cases:
+        xdt, lo, hi = (qops.quint8, 0, 255) if act == "u8" else (qops.qint8, -128, 127)
+        x = rng.integers(lo, hi + 1, (2, c, 23, 21)).astype(xdt.storage)
+        xq = qops.make_per_tensor_qtensor(x, 0.02, (lo + hi + 1) // 2 + 3, xdt)
+        w = rng.integers(-128, 128, (o, c // groups, k, k)).astype(np.int8)
+        wq = qops.make_per_channel_qtensor(w, rng.uniform(0.001, 0.004, o), rng.integers(-4, 5, o), 0,
+                                           qops.qint8)
+        bias = rng.standard_normal(o).astype(np.float32)
+        geo = dict(stride=stride, padding=k // 2, groups=groups)
+        for profile in ("fbgemm", "qnnpack", "onnxruntime", "reference"):
+            if profile in ("fbgemm", "qnnpack") and act == "s8":  # torch takes quint8 only
+                continue
+            for op in (qops.functional.conv2d, qops.functional.conv2d_relu):
+                def run():
+                    return op(xq, wq, bias, scale=0.3, zero_point=9, numerics=profile, **geo).int_repr()
+
+                numba.set_num_threads(1)
+                try:
+                    want = run()
+                finally:
+                    numba.set_num_threads(threads)
+                got = run()
+                if _split.parts() > 1:
+                    assert _split._pool.ctl[_split._HEADER + _split._FN] == job.compile()
+                with monkeypatch.context() as m:
+                    m.setattr(K, "run_compiled", lambda *args: False)
+                    by_python = run()
+                np.testing.assert_array_equal(got, want, err_msg=f"{profile} c={c} o={o} g={groups}")
+                np.testing.assert_array_equal(by_python, want, err_msg=f"{profile} c={c} o={o} g={groups}")

@@ -20,8 +20,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CPU, CPU_INLINE, CPU_PARALLEL
-from .._split import (CompiledJob, args_of, array1, array5, claim, contiguous, finish, launch, part_bounds,
-                      put_array, run_compiled, run_ranges)
+from .._split import (CompiledJob, args_of, array1, array2, array5, claim, contiguous, finish, float_at,
+                      launch, part_bounds, put_array, put_float, run_compiled, run_ranges)
 from ._llvm import copy_bytes, fill_bytes, load_u64
 from .gemm import KG, block_portable, block_vnni
 from .requant import _block
@@ -761,19 +761,69 @@ def _conv_fused(block_gemm):
     return fused
 
 
-def _blocks_in_parts(fn, args):
+def _blocks_in_parts(fn, parts, job, args):
     """Run the fused convolution ``fn`` over all its blocks of ``mb`` output
-    pixels, in parts on Python threads (:mod:`qops.kernels._split`) when
-    there are several: a ``prange`` on the ``workqueue`` layer cost 50-65 us
-    a launch and shared the second core badly."""
+    pixels, in parts when there are several: handed to the pool's workers in
+    compiled code by ``parts`` (:func:`_conv_parts`, posting ``job``), or
+    (the pool busy, an input not contiguous) as Python calls.  A ``prange``
+    on the ``workqueue`` layer cost 50-65 us a launch and shared the second
+    core badly."""
     x, mb = args[0], args[22]
     od, oh, ow = args[16], args[17], args[18]
     m = x.shape[0] * od * oh * ow
     nblk = (m + mb - 1) // mb
     if nblk > 1:
-        run_ranges(fn, nblk, *args, align=1)
+        arrays = (x, args[19], args[26], args[27], args[28], args[29], args[36])
+        if not (contiguous(*arrays) and run_compiled(parts, job, *args, nblk)):
+            run_ranges(fn, nblk, *args, align=1)
     else:
         fn(*args, 0, nblk)
+
+
+def _conv_parts(fused):
+    """The compiled driver that runs ``fused``'s blocks in ``nworkers + 1``
+    parts on the pool (:func:`qops.kernels._split.run_compiled`): the
+    arguments go into 56 slots, as :func:`_conv_job_vnni` reads them."""
+
+    def parts(x, zx, c0, cg, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow, wpack,
+              np_, kp, mb, any_zw, direct, mode, zw, cc, ip, fp, cf0, cf1, ci0, zo, lo, hi, out,
+              out_off, out_stride, pcol, n_out, nblk, ctl, nworkers, job):
+        if not claim(ctl):
+            return -1
+        for k in range(nworkers):
+            i = put_array(ctl, args_of(ctl, k), x)  # slots 0-5
+            ctl[i] = zx
+            ctl[i + 1] = c0
+            ctl[i + 2] = cg
+            for j, v in enumerate((kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow)):
+                ctl[i + 3 + j] = v  # slots 9-23
+            i = put_array(ctl, i + 18, wpack)  # 24-25
+            ctl[i] = np_
+            ctl[i + 1] = kp
+            ctl[i + 2] = mb
+            ctl[i + 3] = any_zw
+            ctl[i + 4] = direct
+            ctl[i + 5] = mode
+            i = put_array(ctl, put_array(ctl, put_array(ctl, put_array(ctl, i + 6, zw), cc), ip), fp)
+            put_float(ctl, i, cf0)  # slot 42
+            put_float(ctl, i + 1, cf1)
+            ctl[i + 2] = ci0
+            ctl[i + 3] = zo
+            ctl[i + 4] = lo
+            ctl[i + 5] = hi
+            i = put_array(ctl, i + 6, out)  # 48-49
+            ctl[i] = out_off
+            ctl[i + 1] = out_stride
+            ctl[i + 2] = pcol
+            ctl[i + 3] = n_out
+            ctl[i + 4], ctl[i + 5] = part_bounds(nblk, nworkers + 1, k + 1, 1)  # 54-55
+        seq = launch(ctl, nworkers, job)
+        fused(x, zx, c0, cg, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow, wpack, np_,
+              kp, mb, any_zw, direct, mode, zw, cc, ip, fp, cf0, cf1, ci0, zo, lo, hi, out, out_off,
+              out_stride, pcol, n_out, 0, part_bounds(nblk, nworkers + 1, 0, 1)[1])
+        return finish(ctl, nworkers, seq, job)
+
+    return parts
 
 
 _DOC = """Convolution of one group, fused: im2col (:func:`im2col`'s patches),
@@ -789,8 +839,8 @@ _DOC = """Convolution of one group, fused: im2col (:func:`im2col`'s patches),
     stride 1, no padding, one group, ``C == kp``): the input rows are the
     patches, read in place; ``mode`` .. ``hi`` and ``out``, ``out_off``, ``out_stride``,
     ``pcol`` as in ``requantize_accumulators``, ``n_out`` the group's output
-    channels.  Same results as the unfused pipeline.  Blocks run in parts on
-    Python threads (:mod:`qops.kernels._split`)."""
+    channels.  Same results as the unfused pipeline.  Blocks run in parts,
+    handed to the pool's workers in compiled code (:mod:`qops.kernels._split`)."""
 
 # two copies: the VNNI one only compiles where the host has VNNI
 _fused_vnni = _conv_fused(block_vnni)
@@ -801,12 +851,41 @@ _fused_portable.__name__ = _fused_portable.__qualname__ = "_conv_blocks_portable
 _conv_blocks_portable = njit(**CPU)(_fused_portable)
 
 
+def _conv_job_vnni(p):
+    """One part of :func:`conv_requantized_vnni` on a pool worker (compiled
+    job): the slots as :func:`_conv_parts` writes them."""
+    _conv_blocks_vnni(array5(p, 0, np.uint8), p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13],
+                      p[14], p[15], p[16], p[17], p[18], p[19], p[20], p[21], p[22], p[23],
+                      array1(p, 24, np.int32), p[26], p[27], p[28], p[29] != 0, p[30] != 0, p[31],
+                      array1(p, 32, np.int32), array1(p, 34, np.int32), array2(p, 36, np.int64),
+                      array2(p, 39, np.float32), np.float32(float_at(p, 42)), np.float32(float_at(p, 43)),
+                      p[44], p[45], p[46], p[47], array1(p, 48, np.uint8), p[50], p[51], p[52], p[53],
+                      p[54], p[55])
+
+
+def _conv_job_portable(p):
+    """:func:`_conv_job_vnni` for :func:`conv_requantized_portable`."""
+    _conv_blocks_portable(array5(p, 0, np.uint8), p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13],
+                          p[14], p[15], p[16], p[17], p[18], p[19], p[20], p[21], p[22], p[23],
+                          array1(p, 24, np.int32), p[26], p[27], p[28], p[29] != 0, p[30] != 0, p[31],
+                          array1(p, 32, np.int32), array1(p, 34, np.int32), array2(p, 36, np.int64),
+                          array2(p, 39, np.float32), np.float32(float_at(p, 42)),
+                          np.float32(float_at(p, 43)), p[44], p[45], p[46], p[47], array1(p, 48, np.uint8),
+                          p[50], p[51], p[52], p[53], p[54], p[55])
+
+
+_CONV_JOB_VNNI = CompiledJob(_conv_job_vnni)
+_CONV_JOB_PORTABLE = CompiledJob(_conv_job_portable)
+_conv_parts_vnni = njit(**CPU)(_conv_parts(_conv_blocks_vnni))
+_conv_parts_portable = njit(**CPU)(_conv_parts(_conv_blocks_portable))
+
+
 def conv_requantized_vnni(*args):
-    _blocks_in_parts(_conv_blocks_vnni, args)
+    _blocks_in_parts(_conv_blocks_vnni, _conv_parts_vnni, _CONV_JOB_VNNI, args)
 
 
 def conv_requantized_portable(*args):
-    _blocks_in_parts(_conv_blocks_portable, args)
+    _blocks_in_parts(_conv_blocks_portable, _conv_parts_portable, _CONV_JOB_PORTABLE, args)
 
 
 conv_requantized_vnni.__doc__ = _DOC.format(path="VNNI")
