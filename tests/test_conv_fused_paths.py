@@ -109,8 +109,8 @@ def test_fused_conv_blocks_in_parts_both_hand_overs(rng, monkeypatch, disable):
     """The fused convolution's blocks in parts, handed to the pool as a
     compiled job (checked: the job was posted) and as Python calls, give the
     integers of one thread: dense 3x3 (padding, stride), grouped, 1x1 read in
-    place, nonzero weight zero points, int8 activations, fused ReLU, under
-    the torch, onnxruntime and reference epilogues."""
+    place, depthwise, nonzero weight zero points, int8 activations, fused
+    ReLU, under the torch, onnxruntime and reference epilogues."""
     import numba
 
     from qops.kernels import _split
@@ -119,8 +119,10 @@ def test_fused_conv_blocks_in_parts_both_hand_overs(rng, monkeypatch, disable):
 
     monkeypatch.setenv("QOPS_DISABLE_VNNI", disable)
     job = K._CONV_JOB_VNNI if gemm.vnni_available() else K._CONV_JOB_PORTABLE
+    monkeypatch.setattr(_conv, "_DW_SERIAL_MACS", 0)  # the depthwise kernel in parts too
     cases = [  # (c, o, groups, k, stride, act)
         (16, 24, 1, 3, 1, "u8"), (16, 32, 2, 3, 2, "s8"), (32, 16, 1, 1, 1, "u8"), (8, 40, 1, 3, 1, "s8"),
+        (16, 16, 16, 3, 1, "u8"), (24, 24, 24, 5, 2, "s8"),  # depthwise
     ]
     threads = numba.get_num_threads()
     for c, o, groups, k, stride, act in cases:
@@ -146,7 +148,8 @@ def test_fused_conv_blocks_in_parts_both_hand_overs(rng, monkeypatch, disable):
                     numba.set_num_threads(threads)
                 got = run()
                 if _split.parts() > 1:
-                    assert _split._pool.ctl[_split._HEADER + _split._FN] == job.compile()
+                    posted = K._DW_JOB if groups == c == o else job
+                    assert _split._pool.ctl[_split._HEADER + _split._FN] == posted.compile()
                 with monkeypatch.context() as m:
                     m.setattr(K, "run_compiled", lambda *args: False)
                     by_python = run()

@@ -632,12 +632,59 @@ def depthwise_requantized(xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, dw, od,
     Each output row is cut into runs of pixels whose accumulators fit in
     the first-level cache; the per-channel constants are tiled to a run's
     length once, so every inner loop is a contiguous, vectorised pass.
-    Output rows run in parts on Python threads (:mod:`qops.kernels._split`;
-    before, a ``prange`` on the ``workqueue`` layer).
+    Output rows run in parts, handed to the pool's workers in compiled code
+    (:mod:`qops.kernels._split`; the pool busy: as Python calls; before, a
+    ``prange`` on the ``workqueue`` layer).
     """
-    run_ranges(_depthwise_rows, xp.shape[0] * od * oh, xp, zx, w, zw, kd, kh, kw, sd, sh, sw,
-               dd, dh, dw, od, oh, ow, fbgemm_pairs, mode, ip, fp, cf0, cf1, ci0, zo, lo, hi, out,
-               align=1)
+    rows = xp.shape[0] * od * oh
+    if not (contiguous(xp, w, zw, ip, fp, out)
+            and run_compiled(_dw_parts, _DW_JOB, xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow,
+                             fbgemm_pairs, mode, ip, fp, cf0, cf1, ci0, zo, lo, hi, out, rows)):
+        run_ranges(_depthwise_rows, rows, xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow,
+                   fbgemm_pairs, mode, ip, fp, cf0, cf1, ci0, zo, lo, hi, out, align=1)
+
+
+def _dw_job(p):
+    """One part of :func:`depthwise_requantized` on a pool worker (compiled
+    job): the slots as :func:`_dw_parts` writes them."""
+    _depthwise_rows(array5(p, 0, np.uint8), p[6], array2(p, 7, np.int8), array1(p, 10, np.int32), p[12],
+                    p[13], p[14], p[15], p[16], p[17], p[18], p[19], p[20], p[21], p[22], p[23], p[24] != 0,
+                    p[25], array2(p, 26, np.int64), array2(p, 29, np.float32), np.float32(float_at(p, 32)),
+                    np.float32(float_at(p, 33)), p[34], p[35], p[36], p[37], array1(p, 38, np.uint8), p[40],
+                    p[41])
+
+
+_DW_JOB = CompiledJob(_dw_job)
+
+
+@njit(**CPU)
+def _dw_parts(xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow, fbgemm_pairs, mode, ip, fp,
+              cf0, cf1, ci0, zo, lo, hi, out, rows, ctl, nworkers, job):
+    """:func:`depthwise_requantized`'s output rows in ``nworkers + 1`` parts
+    on the pool (:func:`qops.kernels._split.run_compiled`): 42 slots."""
+    if not claim(ctl):
+        return -1
+    for k in range(nworkers):
+        i = put_array(ctl, args_of(ctl, k), xp)  # slots 0-5
+        ctl[i] = zx
+        i = put_array(ctl, put_array(ctl, i + 1, w), zw)  # 7-9, 10-11
+        for j, v in enumerate((kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow)):
+            ctl[i + j] = v  # 12-23
+        ctl[i + 12] = fbgemm_pairs
+        ctl[i + 13] = mode
+        i = put_array(ctl, put_array(ctl, i + 14, ip), fp)  # 26-28, 29-31
+        put_float(ctl, i, cf0)
+        put_float(ctl, i + 1, cf1)
+        ctl[i + 2] = ci0
+        ctl[i + 3] = zo
+        ctl[i + 4] = lo
+        ctl[i + 5] = hi
+        i = put_array(ctl, i + 6, out)  # 38-39
+        ctl[i], ctl[i + 1] = part_bounds(rows, nworkers + 1, k + 1, 1)  # 40-41
+    seq = launch(ctl, nworkers, job)
+    _depthwise_rows(xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow, fbgemm_pairs, mode, ip, fp,
+                    cf0, cf1, ci0, zo, lo, hi, out, 0, part_bounds(rows, nworkers + 1, 0, 1)[1])
+    return finish(ctl, nworkers, seq, job)
 
 
 @njit(**CPU)
