@@ -17,6 +17,7 @@ needs no transpose.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -57,6 +58,10 @@ _TRANSPOSE_SERIAL_BYTES = 1 << 15
 
 
 def _tuple(v, nd, name, op, minimum):
+    if type(v) is tuple and len(v) == nd and all(type(e) is int and e >= minimum for e in v):
+        return v  # the common case (a module's own tuples), briefly
+    if type(v) is int and v >= minimum:
+        return (v,) * nd
     if isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{op}: {name} must be an int or a tuple of {nd} ints, got {v!r}")
     if isinstance(v, numbers.Integral):
@@ -182,9 +187,11 @@ def _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, 
         )
     spatial = x.shape[2:]
     for i in range(nd):
+        if padding_mode == "zeros":
+            continue
         # torch's F.pad limits: reflect needs padding < size, circular <= size,
         # replicate any padding of a non-empty dimension
-        limit = {"zeros": padding[i], "reflect": spatial[i] - 1, "circular": spatial[i],
+        limit = {"reflect": spatial[i] - 1, "circular": spatial[i],
                  "replicate": padding[i] if spatial[i] else 0}[padding_mode]
         if padding[i] > limit:
             raise ValueError(
@@ -237,7 +244,7 @@ def _conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, 
     m = n * o3[0] * o3[1] * o3[2]
     out = np.empty(m * o, out_dtype.storage)
     if m:
-        ktot = int(np.prod(k3)) * packed.cg
+        ktot = math.prod(k3) * packed.cg
         bound = overflow_bound(ktot, xs, zxu, 0, 255, lin.wmax)
         if bound:
             warn_overflow(op, bound, 3)
@@ -336,14 +343,14 @@ def _depthwise_fused(x, packed, lin, profile, nd, stride, padding, dilation, out
     o3 = _as3(out_sp, nd, 1)
     sp = _as3(x.shape[2:], nd, 1)
     # one thread for small convolutions: a parallel launch costs tens of microseconds
-    padded = n * c * int(np.prod([sp[i] + 2 * p3[i] for i in range(3)]))
-    serial = "_serial" if padded * int(np.prod(k3)) < _DW_SERIAL_MACS else ""
+    padded = n * c * math.prod([sp[i] + 2 * p3[i] for i in range(3)])
+    serial = "_serial" if padded * math.prod(k3) < _DW_SERIAL_MACS else ""
     xp = _channels_last_uint8(x, nd, p3, zxu, bool(serial))
     o = packed.o
     m = n * o3[0] * o3[1] * o3[2]
     out_dtype = x.dtype
     out = np.empty(m * o, out_dtype.storage)
-    bound = overflow_bound(int(np.prod(k3)), xp, zxu, 0, 255, lin.wmax)
+    bound = overflow_bound(math.prod(k3), xp, zxu, 0, 255, lin.wmax)
     if bound:
         warn_overflow(op, bound, 4)
     ep = lin.epilogue(profile, sx, zx, so, zo, relu, out_dtype, x_signed)
