@@ -96,6 +96,30 @@ def test_gemm_raw_unpadded_rows(rng, monkeypatch, disable):
         np.testing.assert_array_equal(raw, exact.accumulate(x, 0, w, 0).astype(np.int32))
 
 
+@pytest.mark.parametrize("hand_over", ["compiled", "python"])
+def test_gemm_raw_tiles_in_parts_both_hand_overs(rng, monkeypatch, hand_over):
+    """The VNNI GEMM's tiles above SERIAL_MACS in parts, handed to the pool
+    as a compiled job (checked: the job was posted) and as Python calls."""
+    from qops.kernels import _split
+
+    if not gemm.vnni_available():
+        pytest.skip("this CPU has no AVX512-VNNI")
+    if hand_over == "python":
+        monkeypatch.setattr(gemm, "run_compiled", lambda *args: False)
+    for m, k, n in ((64, 768, 96), (36, 1200, 64), (8, 70000, 64)):
+        x = rng.integers(0, 256, (m, k), dtype=np.uint8)
+        w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+        if k == 70000:  # int32 wraparound
+            x[:] = 255
+            w[:] = 127
+        assert m * n * k > gemm.SERIAL_MACS
+        a, mp, kp = gemm.pack_activations(x)
+        raw = gemm.gemm_raw(a, mp, kp, gemm.pack_weight(w), n).reshape(mp, n)[:m]
+        np.testing.assert_array_equal(raw, exact.accumulate(x, 0, w, 0).astype(np.int32), err_msg=str((m, k, n)))
+        if hand_over == "compiled" and _split.parts() > 1:
+            assert _split._pool.ctl[_split._HEADER + _split._FN] == gemm._TILES_VNNI_JOB.compile()
+
+
 # ------------------------------------------------------------------ epilogue
 def _epilogue_args(rng, profile, m, n):
     """A random raw block and the epilogue of a real packed weight."""

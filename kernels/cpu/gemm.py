@@ -25,7 +25,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CPU, CPU_PARALLEL
-from .._split import run_ranges
+from .._split import (CompiledJob, args_of, array1, claim, contiguous, finish, launch, part_bounds, put_array,
+                      run_compiled, run_ranges)
 from ._avx512 import HOST_FEATURES
 from ._vnni import MR, NR, vnni_1x32, vnni_1x128, vnni_2x32, vnni_2x64, vnni_4x32
 
@@ -106,7 +107,39 @@ def _tile_portable(a8, b8, c, t, mb, np_, kg):
 
 
 def _gemm_vnni(a, b, c, mp, np_, kg):
-    run_ranges(_tiles_vnni, (np_ // NR) * (mp // MR), a, b, c, mp, np_, kg, align=1)
+    """The VNNI GEMM's tiles in parts, handed to the pool's workers in
+    compiled code (:func:`qops.kernels._split.run_compiled`; the pool busy:
+    as Python calls)."""
+    ntiles = (np_ // NR) * (mp // MR)
+    if not (contiguous(a, b, c) and run_compiled(_tiles_vnni_parts, _TILES_VNNI_JOB, a, b, c, mp, np_, kg,
+                                                 ntiles)):
+        run_ranges(_tiles_vnni, ntiles, a, b, c, mp, np_, kg, align=1)
+
+
+def _tiles_vnni_job(p):
+    """One part of :func:`_gemm_vnni` on a pool worker (compiled job): the
+    slots as :func:`_tiles_vnni_parts` writes them."""
+    _tiles_vnni(array1(p, 0, np.int32), array1(p, 2, np.int32), array1(p, 4, np.int32), p[6], p[7], p[8],
+                p[9], p[10])
+
+
+_TILES_VNNI_JOB = CompiledJob(_tiles_vnni_job)
+
+
+@njit(**CPU)
+def _tiles_vnni_parts(a, b, c, mp, np_, kg, ntiles, ctl, nworkers, job):
+    """:func:`_gemm_vnni`'s tiles in ``nworkers + 1`` parts on the pool."""
+    if not claim(ctl):
+        return -1
+    for k in range(nworkers):
+        i = put_array(ctl, put_array(ctl, put_array(ctl, args_of(ctl, k), a), b), c)
+        ctl[i] = mp
+        ctl[i + 1] = np_
+        ctl[i + 2] = kg
+        ctl[i + 3], ctl[i + 4] = part_bounds(ntiles, nworkers + 1, k + 1, 1)
+    seq = launch(ctl, nworkers, job)
+    _tiles_vnni(a, b, c, mp, np_, kg, 0, part_bounds(ntiles, nworkers + 1, 0, 1)[1])
+    return finish(ctl, nworkers, seq, job)
 
 
 @njit(**CPU)
