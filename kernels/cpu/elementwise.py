@@ -29,8 +29,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CHUNK, CPU, CPU_INLINE, CPU_PARALLEL
-from .._split import (CompiledJob, args_of, array1, array3, claim, finish, float_at, launch, part_bounds,
-                      parts, put_array, put_float, run_compiled, run_parts, run_ranges)
+from .._split import (CompiledJob, args_of, array1, array3, claim, compiled_pool, contiguous, finish, float_at,
+                      launch, part_bounds, parts, put_array, put_float, run_parts, run_ranges)
 from ..modes import DQ_TORCH_TENSOR
 from ._avx512 import qadd64, qmul64, sgemm4x64
 from ._llvm import add_i32, fma32, fma64
@@ -635,32 +635,54 @@ def matmul_q8(aq, bq, sa, za, sb, zb, rows, naive, out, mode, s, inv, zpf, zpi, 
     points, dequantized as torch's per-tensor ``dequantize`` (the
     ``DQ_TORCH_TENSOR`` recipe of :func:`qops.kernels.cpu.quantize.dequantize`);
     ``mode`` ... ``nanq``: the output's per-tensor quantization, as
-    :func:`qops.kernels.cpu.quantize.quantize` takes them.  ``bq`` is
-    dequantized first; then each part of the 4-row groups dequantizes its
-    rows of ``aq``, sums them (:func:`_matmul_sgemm_range`) and quantizes its
-    output rows while they are in cache."""
+    :func:`qops.kernels.cpu.quantize.quantize` takes them.  Each part of the
+    4-row groups dequantizes ``bq`` into a buffer of its own (the parts
+    dequantize it at the same time, and no core writes lines that the
+    other's cache holds from the previous call: one shared buffer, written
+    by the caller before the parts, took 30 of a 256^3 product's 200 us),
+    then dequantizes its rows of ``aq``, sums them
+    (:func:`_matmul_sgemm_range`) and quantizes its output rows while they
+    are in cache."""
     nbat, m, k = aq.shape
     n = bq.shape[2]
     na, nb, nc = nbat * m * k, nbat * k * n, nbat * m * n
-    work = _scratch(na + nb + nc)
-    fa = work[:na].reshape(nbat, m, k)
-    fb = work[na:na + nb].reshape(nbat, k, n)
-    fc = work[na + nb:].reshape(nbat, m, n)
     if k == 0:  # empty sums
+        fc = _scratch(nc).reshape(nbat, m, n)
         fc[...] = 0.0
         _quantize_range(fc.reshape(-1), out.reshape(-1), 0, fc.size, max(fc.size, 1), 1, mode, s, inv,
                         zpf, zpi, qmin, qmax, nanq)
         return
-    _dequantize_span(bq.reshape(-1), fb.reshape(-1), 0, fb.size, DQ_TORCH_TENSOR, sb, sb, np.float32(zb), zb)
-    args = (aq.reshape(-1), sa, za, fa, fb, fc, rows, naive, out.reshape(-1), mode, s, inv, zpf, zpi,
-            qmin, qmax, nanq)
     units = nbat * ((m + 3) // 4)
-    if nbat * m * k * n < MATMUL_PARTS_MIN or not run_compiled(_matmul_q8_parts, _MATMUL_Q8_JOB, *args,
-                                                                units, _Q8_KIND[aq.dtype]):
-        _matmul_q8_range(*args, 0, units)
+    use = None
+    if nbat * m * k * n >= MATMUL_PARTS_MIN and contiguous(aq, bq, out, s, inv, zpf, zpi):
+        use = compiled_pool()
+    nparts = 1 if use is None else use[1] + 1
+    work = _scratch(na + nc + nb * nparts)
+    fa = work[:na].reshape(nbat, m, k)
+    fc = work[na:na + nc].reshape(nbat, m, n)
+    fbs = work[na + nc:].reshape(nparts, nbat, k, n)
+    if use is not None:
+        pool, nworkers = use
+        mask = _matmul_q8_parts(aq.reshape(-1), sa, za, fa, fbs, fc, rows, naive, out.reshape(-1), mode, s,
+                                inv, zpf, zpi, qmin, qmax, nanq, units, _Q8_KIND[aq.dtype], bq.reshape(-1), sb,
+                                zb, pool.ctl, nworkers, _MATMUL_Q8_JOB.address or _MATMUL_Q8_JOB.compile())
+        if mask >= 0:
+            if mask:
+                pool.wake(mask)
+            return
+    fb = fbs[0]
+    _dequantize_span(bq.reshape(-1), fb.reshape(-1), 0, fb.size, DQ_TORCH_TENSOR, sb, sb, np.float32(zb), zb)
+    _matmul_q8_range(aq.reshape(-1), sa, za, fa, fb, fc, rows, naive, out.reshape(-1), mode, s, inv, zpf, zpi,
+                     qmin, qmax, nanq, 0, units)
 
 
 _Q8_KIND = {np.dtype(np.uint8): 0, np.dtype(np.int8): 1}
+
+
+@njit(**CPU_INLINE)
+def _dq_b(bq, sb, zb, fb):
+    """``bq`` dequantized into this part's own buffer ``fb``."""
+    _dequantize_span(bq, fb.reshape(-1), 0, fb.size, DQ_TORCH_TENSOR, sb, sb, np.float32(zb), zb)
 
 
 def _matmul_q8_job(p):
@@ -670,10 +692,13 @@ def _matmul_q8_job(p):
     s, inv, zpf = array1(p, 22, np.float32), array1(p, 24, np.float32), array1(p, 26, np.float32)
     zpi = array1(p, 28, np.int64)
     sa = np.float32(float_at(p, 2))
+    sb = np.float32(float_at(p, 38))
     if p[35] == 0:
+        _dq_b(array1(p, 36, np.uint8), sb, p[39], fb)
         _matmul_q8_range(array1(p, 0, np.uint8), sa, p[3], fa, fb, fc, p[16], p[17] != 0,
                          array1(p, 18, np.uint8), p[20], s, inv, zpf, zpi, p[30], p[31], p[32], p[33], p[34])
     else:
+        _dq_b(array1(p, 36, np.int8), sb, p[39], fb)
         _matmul_q8_range(array1(p, 0, np.int8), sa, p[3], fa, fb, fc, p[16], p[17] != 0,
                          array1(p, 18, np.int8), p[20], s, inv, zpf, zpi, p[30], p[31], p[32], p[33], p[34])
 
@@ -682,10 +707,11 @@ _MATMUL_Q8_JOB = CompiledJob(_matmul_q8_job)
 
 
 @njit(**CPU)
-def _matmul_q8_parts(aq, sa, za, fa, fb, fc, rows, naive, out, mode, s, inv, zpf, zpi, qmin, qmax, nanq,
-                     units, kind, ctl, nworkers, job):
+def _matmul_q8_parts(aq, sa, za, fa, fbs, fc, rows, naive, out, mode, s, inv, zpf, zpi, qmin, qmax, nanq,
+                     units, kind, bq, sb, zb, ctl, nworkers, job):
     """:func:`matmul_q8`'s groups of 4 rows in ``nworkers + 1`` parts on the
-    pool (:func:`qops.kernels._split.run_compiled`)."""
+    pool (:func:`qops.kernels._split.compiled_pool`), part ``w`` with its own
+    B buffer ``fbs[w]``."""
     if not claim(ctl):
         return -1
     for w in range(nworkers):
@@ -693,7 +719,7 @@ def _matmul_q8_parts(aq, sa, za, fa, fb, fc, rows, naive, out, mode, s, inv, zpf
         put_array(ctl, i, aq)
         put_float(ctl, i + 2, sa)
         ctl[i + 3] = za
-        put_array(ctl, put_array(ctl, put_array(ctl, i + 4, fa), fb), fc)
+        put_array(ctl, put_array(ctl, put_array(ctl, i + 4, fa), fbs[w + 1]), fc)
         ctl[i + 16] = rows
         ctl[i + 17] = naive
         put_array(ctl, i + 18, out)
@@ -704,7 +730,12 @@ def _matmul_q8_parts(aq, sa, za, fa, fb, fc, rows, naive, out, mode, s, inv, zpf
         ctl[i + 32] = nanq
         ctl[i + 33], ctl[i + 34] = part_bounds(units, nworkers + 1, w + 1, 1)
         ctl[i + 35] = kind
+        put_array(ctl, i + 36, bq)
+        put_float(ctl, i + 38, sb)
+        ctl[i + 39] = zb
     seq = launch(ctl, nworkers, job)
+    fb = fbs[0]
+    _dq_b(bq, sb, zb, fb)
     _matmul_q8_range(aq, sa, za, fa, fb, fc, rows, naive, out, mode, s, inv, zpf, zpi, qmin, qmax, nanq,
                      0, part_bounds(units, nworkers + 1, 0, 1)[1])
     return finish(ctl, nworkers, seq, job)
