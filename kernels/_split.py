@@ -80,7 +80,7 @@ import time
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import literal_unroll, types
 from numba.core.cgutils import get_or_insert_function as cgutils_get_or_insert_function
 from numba.extending import intrinsic
 
@@ -88,7 +88,7 @@ from ._options import CPU, CPU_INLINE
 
 __all__ = ["parts", "run_parts", "run_ranges", "run_compiled", "spin_microseconds", "CompiledJob",
            "ARG_SLOTS", "claim", "args_of", "launch", "finish", "part_bounds", "pointer", "put_array",
-           "array1", "array2", "array3", "array5", "put_float", "float_at"]
+           "array1", "array2", "array3", "array5", "put_float", "float_at", "put_ints"]
 
 #: The counter array: a header line (the pool's busy word and the last job
 #: number), then ``_SLOTS`` int64 per worker: on its first line the job
@@ -544,6 +544,16 @@ def put_array(ctl, i, a):
     for d in range(a.ndim):
         ctl[i + 1 + d] = a.shape[d]
     return i + 1 + a.ndim
+
+
+@numba.njit(**CPU)  # (literal_unroll: not in an inlined function)
+def put_ints(ctl, i, values):
+    """Write the integers (or booleans) of the tuple ``values`` into ``ctl``
+    from slot ``i``, in order; returns the next free slot."""
+    for v in literal_unroll(values):
+        ctl[i] = v
+        i += 1
+    return i
 
 
 @numba.njit(**CPU_INLINE)

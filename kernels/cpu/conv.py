@@ -21,7 +21,7 @@ from numba import njit, prange
 
 from .._options import CPU, CPU_INLINE, CPU_PARALLEL
 from .._split import (CompiledJob, args_of, array1, array2, array5, claim, contiguous, finish, float_at,
-                      launch, part_bounds, put_array, put_float, run_compiled, run_ranges)
+                      launch, part_bounds, put_array, put_float, put_ints, run_compiled, run_ranges)
 from ._llvm import copy_bytes, fill_bytes, load_u64
 from .gemm import KG, block_portable, block_vnni
 from .requant import _block
@@ -395,20 +395,8 @@ def _pad_parts(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, rows, ctl
     if not claim(ctl):
         return -1
     for k in range(nworkers):
-        i = put_array(ctl, args_of(ctl, k), src)
-        ctl[i] = cl
-        ctl[i + 1] = flip
-        ctl[i + 2] = zx
-        ctl[i + 3] = n_
-        ctl[i + 4] = c_
-        ctl[i + 5] = d_
-        ctl[i + 6] = h_
-        ctl[i + 7] = w_
-        ctl[i + 8] = pd
-        ctl[i + 9] = ph
-        ctl[i + 10] = pw
-        i = put_array(ctl, i + 11, out)
-        ctl[i], ctl[i + 1] = part_bounds(rows, nworkers + 1, k + 1, _TILE)
+        i = put_ints(ctl, put_array(ctl, args_of(ctl, k), src), (cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw))
+        put_ints(ctl, put_array(ctl, i, out), part_bounds(rows, nworkers + 1, k + 1, _TILE))
     seq = launch(ctl, nworkers, job)
     _pad_rows(src, cl, flip, zx, n_, c_, d_, h_, w_, pd, ph, pw, out, 0, part_bounds(rows, nworkers + 1, 0, _TILE)[1])
     return finish(ctl, nworkers, seq, job)
@@ -665,22 +653,14 @@ def _dw_parts(xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow, fbg
     if not claim(ctl):
         return -1
     for k in range(nworkers):
-        i = put_array(ctl, args_of(ctl, k), xp)  # slots 0-5
-        ctl[i] = zx
-        i = put_array(ctl, put_array(ctl, i + 1, w), zw)  # 7-9, 10-11
-        for j, v in enumerate((kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow)):
-            ctl[i + j] = v  # 12-23
-        ctl[i + 12] = fbgemm_pairs
-        ctl[i + 13] = mode
-        i = put_array(ctl, put_array(ctl, i + 14, ip), fp)  # 26-28, 29-31
+        i = put_ints(ctl, put_array(ctl, args_of(ctl, k), xp), (zx,))  # slots 0-5, 6
+        i = put_array(ctl, put_array(ctl, i, w), zw)  # 7-9, 10-11
+        i = put_ints(ctl, i, (kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow, fbgemm_pairs, mode))  # 12-25
+        i = put_array(ctl, put_array(ctl, i, ip), fp)  # 26-28, 29-31
         put_float(ctl, i, cf0)
         put_float(ctl, i + 1, cf1)
-        ctl[i + 2] = ci0
-        ctl[i + 3] = zo
-        ctl[i + 4] = lo
-        ctl[i + 5] = hi
-        i = put_array(ctl, i + 6, out)  # 38-39
-        ctl[i], ctl[i + 1] = part_bounds(rows, nworkers + 1, k + 1, 1)  # 40-41
+        i = put_array(ctl, put_ints(ctl, i + 2, (ci0, zo, lo, hi)), out)  # 34-37, 38-39
+        put_ints(ctl, i, part_bounds(rows, nworkers + 1, k + 1, 1))  # 40-41
     seq = launch(ctl, nworkers, job)
     _depthwise_rows(xp, zx, w, zw, kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow, fbgemm_pairs, mode, ip, fp,
                     cf0, cf1, ci0, zo, lo, hi, out, 0, part_bounds(rows, nworkers + 1, 0, 1)[1])
@@ -839,31 +819,14 @@ def _conv_parts(fused):
             return -1
         for k in range(nworkers):
             i = put_array(ctl, args_of(ctl, k), x)  # slots 0-5
-            ctl[i] = zx
-            ctl[i + 1] = c0
-            ctl[i + 2] = cg
-            for j, v in enumerate((kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow)):
-                ctl[i + 3 + j] = v  # slots 9-23
-            i = put_array(ctl, i + 18, wpack)  # 24-25
-            ctl[i] = np_
-            ctl[i + 1] = kp
-            ctl[i + 2] = mb
-            ctl[i + 3] = any_zw
-            ctl[i + 4] = direct
-            ctl[i + 5] = mode
-            i = put_array(ctl, put_array(ctl, put_array(ctl, put_array(ctl, i + 6, zw), cc), ip), fp)
+            i = put_ints(ctl, i, (zx, c0, cg, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow))
+            i = put_ints(ctl, put_array(ctl, i, wpack), (np_, kp, mb, any_zw, direct, mode))  # 24-25, 26-31
+            i = put_array(ctl, put_array(ctl, put_array(ctl, put_array(ctl, i, zw), cc), ip), fp)
             put_float(ctl, i, cf0)  # slot 42
             put_float(ctl, i + 1, cf1)
-            ctl[i + 2] = ci0
-            ctl[i + 3] = zo
-            ctl[i + 4] = lo
-            ctl[i + 5] = hi
-            i = put_array(ctl, i + 6, out)  # 48-49
-            ctl[i] = out_off
-            ctl[i + 1] = out_stride
-            ctl[i + 2] = pcol
-            ctl[i + 3] = n_out
-            ctl[i + 4], ctl[i + 5] = part_bounds(nblk, nworkers + 1, k + 1, 1)  # 54-55
+            i = put_array(ctl, put_ints(ctl, i + 2, (ci0, zo, lo, hi)), out)  # 44-47, 48-49
+            i = put_ints(ctl, i, (out_off, out_stride, pcol, n_out))
+            put_ints(ctl, i, part_bounds(nblk, nworkers + 1, k + 1, 1))  # 54-55
         seq = launch(ctl, nworkers, job)
         fused(x, zx, c0, cg, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow, wpack, np_,
               kp, mb, any_zw, direct, mode, zw, cc, ip, fp, cf0, cf1, ci0, zo, lo, hi, out, out_off,

@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._options import CPU, CPU_INLINE, CPU_PARALLEL
-from .._split import (CompiledJob, args_of, array1, array2, claim, finish, launch, part_bounds, put_array,
+from .._split import (CompiledJob, args_of, array1, array2, claim, finish, launch, part_bounds, put_array, put_ints,
                       run_compiled, run_ranges)
 from ._avx512 import avx512bw_available, maxtaps64, sumtaps64
 from ._llvm import add_i32, fma32
@@ -600,16 +600,8 @@ def _avg_cl_simd_parts(xf, out2, dims, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_
         i = put_array(ctl, put_array(ctl, put_array(ctl, i, lo_d), hi_d), ext_d)
         i = put_array(ctl, put_array(ctl, put_array(ctl, i, lo_h), hi_h), ext_h)
         i = put_array(ctl, put_array(ctl, put_array(ctl, i, lo_w), hi_w), ext_w)
-        ctl[i] = cip
-        ctl[i + 1] = divisor
-        ctl[i + 2] = mode
-        ctl[i + 3] = cvec
-        ctl[i + 4] = zp
-        ctl[i + 5] = qmin
-        ctl[i + 6] = qmax
-        ctl[i + 7] = maxtaps
-        ctl[i + 8], ctl[i + 9] = part_bounds(rows, nworkers + 1, w + 1, 1)
-        ctl[i + 10] = kind
+        i = put_ints(ctl, i, (cip, divisor, mode, cvec, zp, qmin, qmax, maxtaps))
+        put_ints(ctl, put_ints(ctl, i, part_bounds(rows, nworkers + 1, w + 1, 1)), (kind,))
     seq = launch(ctl, nworkers, job)
     _avg_cl_simd_range(xf, out2, dims, lo_d, hi_d, ext_d, lo_h, hi_h, ext_h, lo_w, hi_w, ext_w, cip,
                        divisor, mode, cvec, zp, qmin, qmax, maxtaps, 0, part_bounds(rows, nworkers + 1, 0, 1)[1])
