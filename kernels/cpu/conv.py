@@ -811,7 +811,7 @@ def _blocks_in_parts(fn, parts, job, args):
 def _conv_parts(fused):
     """The compiled driver that runs ``fused``'s blocks in ``nworkers + 1``
     parts on the pool (:func:`qops.kernels._split.run_compiled`): the
-    arguments go into 56 slots, as :func:`_conv_job_vnni` reads them."""
+    arguments go into 56 slots, as :func:`_conv_job_args` reads them."""
 
     def parts(x, zx, c0, cg, kd, kh, kw, sd, sh, sw, pd, ph, pw, dd, dh, dw, od, oh, ow, wpack,
               np_, kp, mb, any_zw, direct, mode, zw, cc, ip, fp, cf0, cf1, ci0, zo, lo, hi, out,
@@ -862,27 +862,27 @@ _fused_portable.__name__ = _fused_portable.__qualname__ = "_conv_blocks_portable
 _conv_blocks_portable = njit(**CPU)(_fused_portable)
 
 
+@njit(**CPU_INLINE)
+def _conv_job_args(p):
+    """The arguments of a fused conv's blocks from the slots that
+    :func:`_conv_parts` writes."""
+    return (array5(p, 0, np.uint8), p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15], p[16],
+            p[17], p[18], p[19], p[20], p[21], p[22], p[23], array1(p, 24, np.int32), p[26], p[27], p[28],
+            p[29] != 0, p[30] != 0, p[31], array1(p, 32, np.int32), array1(p, 34, np.int32),
+            array2(p, 36, np.int64), array2(p, 39, np.float32), np.float32(float_at(p, 42)),
+            np.float32(float_at(p, 43)), p[44], p[45], p[46], p[47], array1(p, 48, np.uint8), p[50], p[51],
+            p[52], p[53], p[54], p[55])
+
+
 def _conv_job_vnni(p):
     """One part of :func:`conv_requantized_vnni` on a pool worker (compiled
-    job): the slots as :func:`_conv_parts` writes them."""
-    _conv_blocks_vnni(array5(p, 0, np.uint8), p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13],
-                      p[14], p[15], p[16], p[17], p[18], p[19], p[20], p[21], p[22], p[23],
-                      array1(p, 24, np.int32), p[26], p[27], p[28], p[29] != 0, p[30] != 0, p[31],
-                      array1(p, 32, np.int32), array1(p, 34, np.int32), array2(p, 36, np.int64),
-                      array2(p, 39, np.float32), np.float32(float_at(p, 42)), np.float32(float_at(p, 43)),
-                      p[44], p[45], p[46], p[47], array1(p, 48, np.uint8), p[50], p[51], p[52], p[53],
-                      p[54], p[55])
+    job)."""
+    _conv_blocks_vnni(*_conv_job_args(p))
 
 
 def _conv_job_portable(p):
-    """:func:`_conv_job_vnni` for :func:`conv_requantized_portable`."""
-    _conv_blocks_portable(array5(p, 0, np.uint8), p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13],
-                          p[14], p[15], p[16], p[17], p[18], p[19], p[20], p[21], p[22], p[23],
-                          array1(p, 24, np.int32), p[26], p[27], p[28], p[29] != 0, p[30] != 0, p[31],
-                          array1(p, 32, np.int32), array1(p, 34, np.int32), array2(p, 36, np.int64),
-                          array2(p, 39, np.float32), np.float32(float_at(p, 42)),
-                          np.float32(float_at(p, 43)), p[44], p[45], p[46], p[47], array1(p, 48, np.uint8),
-                          p[50], p[51], p[52], p[53], p[54], p[55])
+    """One part of :func:`conv_requantized_portable` on a pool worker."""
+    _conv_blocks_portable(*_conv_job_args(p))
 
 
 _CONV_JOB_VNNI = CompiledJob(_conv_job_vnni)
